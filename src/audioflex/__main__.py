@@ -1,0 +1,5 @@
+"""``python -m audioflex`` runs the command-line interface."""
+
+from audioflex.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Front-end base: a frozen, JSON-serialisable config and an ``nn.Module`` built from it.
+
+Every front end maps a batch of waveforms ``[B, T]`` (plus optional valid lengths ``[B]``) to
+spectrograms ``[B, F, T']`` (frequency before time) and the number of valid frames per clip ``[B]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+_FRONTENDS: dict[str, tuple[type[FrontendConfig], type[Frontend]]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendConfig:
+    """Base of the front-end configs. Subclasses set ``kind`` and add their fields."""
+
+    kind: ClassVar[str] = ""
+    sample_rate: int = 16000
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, including the ``kind`` used to rebuild the front end."""
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return {"kind": self.kind, **d}
+
+    def replace(self, **changes: Any) -> FrontendConfig:
+        """A copy with some fields changed (e.g. ``frame_shift_ms``)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def hop_s(self) -> float:
+        """Seconds between consecutive frames."""
+        raise NotImplementedError
+
+
+class Frontend(nn.Module):
+    """Waveform ``[B, T]`` -> (spectrogram ``[B, F, T']``, frame counts ``[B]``)."""
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_s(self) -> float:
+        return self.config.hop_s
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for a clip of ``num_samples`` samples."""
+        raise NotImplementedError
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+def register_frontend(config_cls: type[FrontendConfig], module_cls: type[Frontend]) -> None:
+    """Make ``build_frontend`` know a front-end kind."""
+    _FRONTENDS[config_cls.kind] = (config_cls, module_cls)
+
+
+def _load_all_kinds() -> None:
+    import importlib
+
+    for module in ("kaldi", "logmel", "passt"):
+        name = f"audioflex.audio.frontend.{module}"
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:  # a kind not shipped in this build
+            if e.name != name:
+                raise
+
+
+def frontend_config_from_dict(d: dict[str, Any]) -> FrontendConfig:
+    """Inverse of ``FrontendConfig.to_dict``."""
+    _load_all_kinds()
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind not in _FRONTENDS:
+        raise ValueError(f"unknown front-end kind {kind!r}; known: {sorted(_FRONTENDS)}")
+    cls = _FRONTENDS[kind][0]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"front-end {kind!r} has no option(s) {sorted(unknown)}")
+    for k, v in d.items():
+        if isinstance(v, list):
+            d[k] = tuple(v)
+    return cls(**d)
+
+
+def build_frontend(config: FrontendConfig | dict[str, Any]) -> Frontend:
+    """Front-end module from a config object or its dict."""
+    if isinstance(config, dict):
+        config = frontend_config_from_dict(config)
+    return _FRONTENDS[config.kind][1](config)

@@ -1,0 +1,42 @@
+"""Pre-norm transformer block: ``x + DropPath(Attn(LN(x)))``, then ``x + DropPath(MLP(LN(x)))``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from audioflex.layers.attention import Attention, SeqInfo
+from audioflex.layers.mlp import DropPath, Mlp
+
+
+class Block(nn.Module):
+    """ViT block on ``[B, N, D]`` rows, or on packed ``[N_total, D]`` tokens with a ``SeqInfo``."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
+        attn_scale: float | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_scale=attn_scale, backend=backend)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, info: SeqInfo | None = None) -> torch.Tensor:
+        """``[B, N, D]`` or packed ``[N_total, D]`` -> same shape."""
+        if info is None:
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        groups, n = info.segment_ids, len(info.cu_seqlens_list) - 1
+        x = x + self.drop_path(self.attn(self.norm1(x), info), groups, n)
+        return x + self.drop_path(self.mlp(self.norm2(x)), groups, n)

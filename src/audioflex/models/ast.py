@@ -1,0 +1,287 @@
+"""AST (fixed grid, overlapping patches) and ElasticAST (packed, any length), sharing ViT blocks.
+
+- ``AST``: input ``[B, F, T]`` normalised fbank; conv patch embed 16x16 stride 10; CLS + distillation
+  tokens; 2D position grid (resampled when the input grid differs from the configured one); head
+  on the mean of the two tokens. REFERENCE.md §1.
+- ``ElasticAST``: input a :class:`~audioflex.packing.PackedBatch` of non-overlapping 16x16 patches
+  of clips of any length; factorized frequency/time position tables (resampled for longer clips,
+  so there is no maximum length); block-diagonal attention; per-clip masked attention pooling (or
+  mean); token dropping in training. REFERENCE.md §2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from audioflex.layers.attention import SeqInfo
+from audioflex.layers.block import Block
+from audioflex.layers.pos_embed import factorized_positions, resample_grid
+from audioflex.models.heads import AttentionPool, segment_mean
+from audioflex.models.outputs import AudioOutput
+from audioflex.models.registry import register_model
+from audioflex.packing import PackedBatch
+
+
+def _blocks(
+    depth: int,
+    dim: int,
+    heads: int,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    drop_path: float,
+    norm_eps: float,
+    attn_scale: float | None,
+    backend: str,
+) -> nn.ModuleList:
+    rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path]
+    return nn.ModuleList(
+        Block(
+            dim,
+            heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path=r,
+            norm_eps=norm_eps,
+            attn_scale=attn_scale,
+            backend=backend,
+        )
+        for r in rates
+    )
+
+
+def _init_vit(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class AST(nn.Module):
+    """Audio Spectrogram Transformer on a fixed grid.
+
+    ``forward(spec [B, F, T]) -> AudioOutput``. The configured ``(num_mel_bins, max_length)``
+    defines the position grid; other input sizes resample it bilinearly (the classic AST
+    practice is to crop/pad to ``max_length``, which the pipeline does).
+    """
+
+    input_kind = "spectrogram"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 527,
+        num_mel_bins: int = 128,
+        max_length: int = 1024,
+        patch_size: int = 16,
+        stride: int = 10,
+        time_stride: int | None = None,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
+        head_norm_eps: float = 1e-5,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.patch_size = patch_size
+        self.strides = (stride, time_stride or stride)
+        self.num_mel_bins, self.max_length = num_mel_bins, max_length
+        self.grid = (
+            (max(num_mel_bins, patch_size) - patch_size) // self.strides[0] + 1,
+            (max(max_length, patch_size) - patch_size) // self.strides[1] + 1,
+        )
+        self.patch_embed = nn.Conv2d(1, embed_dim, patch_size, self.strides)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.grid[0] * self.grid[1], embed_dim))
+        self.blocks = _blocks(depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path, norm_eps, None, backend)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head_norm = nn.LayerNorm(embed_dim, eps=head_norm_eps)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.apply(_init_vit)
+        for p in (self.cls_token, self.dist_token, self.pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    def _positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        pos = self.pos_embed[0]
+        if grid == self.grid:
+            return pos
+        return torch.cat([pos[:2], resample_grid(pos[2:], self.grid, grid)])
+
+    def forward_features(
+        self, spec: torch.Tensor, return_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``spec [B, F, T]`` -> (final-normed tokens ``[B, 2 + F'T', D]``, requested block outputs)."""
+        if spec.ndim != 3:
+            raise ValueError(f"AST expects [B, F, T] spectrograms, got shape {tuple(spec.shape)}")
+        b, f, t = spec.shape
+        if t < self.patch_size or f < self.patch_size:
+            spec = nn.functional.pad(spec, (0, max(0, self.patch_size - t), 0, max(0, self.patch_size - f)))
+        x = self.patch_embed(spec.unsqueeze(1))  # [B, D, F', T']
+        grid = (x.shape[2], x.shape[3])
+        x = x.flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)], dim=1)
+        x = torch.cat([tokens, x], dim=1) + self._positions(grid)
+        hidden = []
+        wanted = set(return_layers)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i in wanted:
+                hidden.append(x)
+        order = {i: h for i, h in zip(sorted(wanted), hidden)}
+        return self.norm(x), tuple(order[i] for i in return_layers)
+
+    def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normed tokens ``[B, N, D]`` -> (logits ``[B, C]``, embedding ``[B, D]``)."""
+        emb = (features[:, 0] + features[:, 1]) / 2
+        return self.head(self.head_norm(emb)), emb
+
+    def forward(self, spec: torch.Tensor, return_layers: Sequence[int] = ()) -> AudioOutput:
+        """``spec [B, F, T]`` normalised fbank -> ``AudioOutput``."""
+        feats, hidden = self.forward_features(spec, return_layers)
+        logits, emb = self.forward_head(feats)
+        return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+
+
+class ElasticAST(nn.Module):
+    """ElasticAST on packed clips of any length and frame shift.
+
+    ``forward(batch: PackedBatch) -> AudioOutput`` with one row per clip of the batch (in the
+    batch's order; ``batch.index`` maps rows to the caller's clips).
+    """
+
+    input_kind = "packed"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 527,
+        num_mel_bins: int = 128,
+        patch_size: int = 16,
+        max_time_patches: int = 64,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        token_drop: float = 0.1,
+        pool: str = "attn",
+        attn_scale: float | None = None,
+        norm_eps: float = 1e-6,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if pool not in ("attn", "mean"):
+            raise ValueError(f"pool must be 'attn' or 'mean', got {pool!r}")
+        if not 0.0 <= token_drop < 1.0:
+            raise ValueError(f"token_drop must be in [0, 1), got {token_drop}")
+        self.num_classes = num_classes
+        self.patch_size = patch_size
+        self.num_mel_bins = num_mel_bins
+        self.token_drop = token_drop
+        self.pool_kind = pool
+        self.patch_embed = nn.Linear(patch_size * patch_size, embed_dim)
+        self.pos_embed_freq = nn.Parameter(torch.zeros(-(-num_mel_bins // patch_size), embed_dim))
+        self.pos_embed_time = nn.Parameter(torch.zeros(max_time_patches, embed_dim))
+        self.blocks = _blocks(
+            depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path, norm_eps, attn_scale, backend
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.pool = (
+            AttentionPool(embed_dim, num_heads, qkv_bias=True, attn_scale=attn_scale) if pool == "attn" else None
+        )
+        self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.apply(_init_vit)
+        nn.init.trunc_normal_(self.pos_embed_freq, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed_time, std=0.02)
+
+    def drop_tokens(
+        self, x: torch.Tensor, coords: torch.Tensor, info: SeqInfo, num_clips: int
+    ) -> tuple[torch.Tensor, torch.Tensor, SeqInfo]:
+        """Keep a random ``1 - token_drop`` share (at least one) of each clip's tokens."""
+        cu = info.cu_seqlens_list
+        keep_idx, kept = [], []
+        for i in range(num_clips):
+            n = cu[i + 1] - cu[i]
+            k = max(1, int(n * (1.0 - self.token_drop)))
+            perm = torch.randperm(n, device=x.device)[:k].sort().values + cu[i]
+            keep_idx.append(perm)
+            kept.append(k)
+        idx = torch.cat(keep_idx)
+        return x[idx], coords[idx], SeqInfo.from_lengths(kept, device=x.device)
+
+    def forward_features(
+        self, batch: PackedBatch, return_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, SeqInfo, tuple[torch.Tensor, ...]]:
+        """Packed batch -> (normed tokens ``[N_total, D]``, their SeqInfo, requested block outputs)."""
+        x = self.patch_embed(batch.patches)
+        x = x + factorized_positions(
+            self.pos_embed_freq, self.pos_embed_time, batch.coords, batch.grid_sizes, batch.info.cu_seqlens_list
+        )
+        info = batch.info
+        if self.training and self.token_drop > 0:
+            x, _, info = self.drop_tokens(x, batch.coords, info, batch.num_clips)
+        wanted = set(return_layers)
+        hidden = {}
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, info)
+            if i in wanted:
+                hidden[i] = x
+        return self.norm(x), info, tuple(hidden[i] for i in return_layers)
+
+    def forward_head(self, tokens: torch.Tensor, info: SeqInfo, num_clips: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normed tokens -> (logits ``[B, C]``, pooled embedding ``[B, D]``)."""
+        if self.pool is not None:
+            emb = self.pool(tokens, info, num_clips)
+        else:
+            emb = segment_mean(tokens, info, num_clips)
+        return self.head(self.head_norm(emb)), emb
+
+    def forward(self, batch: PackedBatch, return_layers: Sequence[int] = ()) -> AudioOutput:
+        """``PackedBatch`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``)."""
+        tokens, info, hidden = self.forward_features(batch, return_layers)
+        logits, emb = self.forward_head(tokens, info, batch.num_clips)
+        return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+
+
+def _kaldi_frontend(**kw: object) -> object:
+    from audioflex.audio.frontend.kaldi import KaldiFbankConfig
+
+    return KaldiFbankConfig(**kw)
+
+
+_VIT_SIZES = {
+    "tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
+    "small": {"embed_dim": 384, "depth": 12, "num_heads": 6},
+    "base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
+}
+
+for _size, _kw in _VIT_SIZES.items():
+    register_model(
+        f"ast_{_size}",
+        AST,
+        frontend=lambda: _kaldi_frontend(target_length=1024),
+        description=f"AST (ViT-{_size[0].upper()}, 16x16 patches stride 10, fixed 1024-frame grid)",
+        num_classes=527,
+        **_kw,
+    )
+    register_model(
+        f"elastic_ast_{_size}",
+        ElasticAST,
+        frontend=_kaldi_frontend,
+        description=f"ElasticAST (ViT-{_size[0].upper()}, packed, any length and frame shift)",
+        num_classes=527,
+        **_kw,
+    )
