@@ -81,9 +81,7 @@ def test_parity_batched_equals_single(ref, shift):
             assert (spec[i, :, :t] - single[0]).abs().max().item() <= 1e-5
             # frames past the clip's end: raw log-fbank 0 (AST padding), normalised accordingly
             pad_value = (0.0 - MEAN) / (2 * STD) if normalize else 0.0
-            torch.testing.assert_close(
-                spec[i, :, t:], torch.full_like(spec[i, :, t:], pad_value), rtol=0, atol=1e-6
-            )
+            torch.testing.assert_close(spec[i, :, t:], torch.full_like(spec[i, :, t:], pad_value), rtol=0, atol=1e-6)
 
 
 def test_known_kaldi_quirks(ref):
@@ -176,8 +174,7 @@ def test_float64_and_no_grad_leak():
 
 
 def test_config_round_trip():
-    cfg = KaldiFbankConfig(frame_shift_ms=20, target_length=512, norm_mean=-6.6268077,
-                           norm_std=5.358466)
+    cfg = KaldiFbankConfig(frame_shift_ms=20, target_length=512, norm_mean=-6.6268077, norm_std=5.358466)
     d = cfg.to_dict()
     assert d["kind"] == "kaldi_fbank" and d["target_length"] == 512
     d = json.loads(json.dumps(d))

@@ -36,7 +36,7 @@ def _blocks(
     attn_scale: float | None,
     backend: str,
 ) -> nn.ModuleList:
-    rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path]
+    rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path]
     return nn.ModuleList(
         Block(
             dim,

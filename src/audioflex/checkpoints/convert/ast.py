@@ -370,3 +370,35 @@ register_converter(
 register_converter("ast", convert_ast, "original YuanGongND/ast .pth (module.v.* keys, fused qkv)")
 register_converter("elasticast", convert_elasticast, "official ElasticAST .pth (to_q/to_kv, no attention scaling)")
 register_converter("ast-to-elastic", convert_ast_to_elastic, "initialise an ElasticAST from an AST checkpoint")
+
+
+def ast_to_hf_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`hf_ast_state_dict`: ``AST`` keys -> Hugging Face hub keys (export)."""
+    e = HF_PREFIX + "embeddings."
+    simple = {
+        "cls_token": e + "cls_token",
+        "dist_token": e + "distillation_token",
+        "pos_embed": e + "position_embeddings",
+        "patch_embed.weight": e + "patch_embeddings.projection.weight",
+        "patch_embed.bias": e + "patch_embeddings.projection.bias",
+        "norm.weight": HF_PREFIX + "layernorm.weight",
+        "norm.bias": HF_PREFIX + "layernorm.bias",
+        "head_norm.weight": "classifier.layernorm.weight",
+        "head_norm.bias": "classifier.layernorm.bias",
+        "head.weight": "classifier.dense.weight",
+        "head.bias": "classifier.dense.bias",
+    }
+    out = {simple[k]: v for k, v in sd.items() if k in simple}
+    inverse = {v: k for k, v in _HF_BLOCK.items()}
+    for k, v in sd.items():
+        m = re.match(r"blocks\.(\d+)\.(.+)\.(weight|bias)$", k)
+        if not m:
+            continue
+        i, name, kind = m.groups()
+        p = f"{HF_PREFIX}encoder.layer.{i}."
+        if name == "attn.qkv":
+            for n, part in zip(("query", "key", "value"), v.chunk(3)):
+                out[f"{p}attention.attention.{n}.{kind}"] = part
+        else:
+            out[f"{p}{inverse[name]}.{kind}"] = v
+    return out

@@ -1,0 +1,235 @@
+"""The ``audioflex`` command line: thin wrappers over the library (parse, call, print).
+
+Errors a user can fix (bad audio, bad checkpoint, bad option) print one red line and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from audioflex import __version__
+
+app = typer.Typer(
+    name="audioflex",
+    help="Train, evaluate and use audio transformers (AST, ElasticAST, HTS-AT, PaSST) on audio of any length.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Speed/memory benchmarks (JSON to stdout or --out).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from audioflex.audio.io import AudioError
+    from audioflex.checkpoints import CheckpointError
+    from audioflex.checkpoints.convert import ConversionError
+
+    return (AudioError, CheckpointError, ConversionError, ValueError, KeyError, FileNotFoundError, OSError)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user-fixable exceptions into one error line and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"audioflex {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    """audioflex command line."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"option {pair!r} must look like key=value")
+        k, v = pair.split("=", 1)
+        try:
+            opts[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k.strip()] = v
+    return opts
+
+
+@app.command()
+@friendly
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List registered models with their parameter counts."""
+    import torch
+
+    from audioflex.models.registry import create_model, get_spec, list_models
+
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):
+            model = create_model(name)
+        n = sum(p.numel() for p in model.parameters())
+        fe = get_spec(name).frontend
+        rows.append(
+            {
+                "name": name,
+                "parameters": n,
+                "frontend": fe().kind if fe else None,
+                "description": get_spec(name).description,
+            }
+        )
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="audioflex models")
+    for col in ("model", "params", "front end", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], f"{r['parameters'] / 1e6:.1f} M", r["frontend"] or "-", r["description"])
+    out.print(table)
+
+
+@app.command()
+@friendly
+def convert(
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="Source format (see --list)."),
+    src: Path = typer.Argument(..., help="Foreign checkpoint file or folder."),
+    dst: Path = typer.Argument(..., metavar="OUT", help="Output audioflex checkpoint directory."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Converter option key=value (e.g. num_heads=12)."),
+    labels: Optional[Path] = typer.Option(None, help="Text file with one label name per line."),
+) -> None:
+    """Convert a foreign checkpoint (hf-ast, ast, elasticast, ast-to-elastic, htsat, passt)."""
+    from audioflex.checkpoints import load_state_checked, save_checkpoint
+    from audioflex.checkpoints.convert import get_converter
+    from audioflex.models.registry import create_model
+
+    conv = get_converter(fmt).convert(src, **_parse_options(option))
+    model = create_model(conv.model_name, **conv.model_args)
+    strict = not any("strict=False" in n for n in conv.notes)
+    load_state_checked(model, conv.state_dict, strict=strict, source=str(src))
+    names = conv.labels
+    if labels is not None:
+        names = [ln.strip() for ln in labels.read_text().splitlines() if ln.strip()]
+    save_checkpoint(dst, model, frontend=conv.frontend, labels=names)
+    n = sum(p.numel() for p in model.parameters())
+    out.print(f"wrote {dst} ({conv.model_name}, {n / 1e6:.2f} M parameters)")
+    for note in conv.notes:
+        out.print(f"note: {note}")
+
+
+@app.command()
+@friendly
+def tag(
+    files: list[Path] = typer.Argument(..., help="Audio files (any length, any sample rate)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="audioflex checkpoint directory."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Labels to show per file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    frame_shift_ms: Optional[float] = typer.Option(None, help="Override the front end's frame shift."),
+    aggregate: str = typer.Option("mean", help="Combine windows of long files: mean or max."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Tag audio files with a checkpoint's labels."""
+    from audioflex.pipeline import Pipeline
+
+    pipe = Pipeline.from_checkpoint(checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate)
+    results = {}
+    failed = 0
+    for f in files:
+        try:
+            results[str(f)] = pipe.tag(f, top_k=top_k)
+        except _user_errors() as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            failed += 1
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {f: [{"label": t.label, "score": round(t.score, 6)} for t in tags] for f, tags in results.items()}
+            )
+        )
+    else:
+        for f, tags in results.items():
+            table = Table(title=f)
+            table.add_column("label")
+            table.add_column("score", justify="right")
+            for t in tags:
+                table.add_row(t.label, f"{t.score:.3f}")
+            out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _emit(result: dict[str, Any], out_path: Optional[Path]) -> None:
+    text = json.dumps(result, indent=2)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text + "\n")
+        err.print(f"wrote {out_path}")
+    print(text)  # noqa: T201  (JSON to stdout for pipes)
+
+
+@bench_app.command("packing")
+@friendly
+def bench_packing(
+    model: str = typer.Option("elastic_ast_small", help="Packed model to time."),
+    clips: int = typer.Option(24, help="Clips per step (lengths log-uniform in 0.5-12 s)."),
+    max_tokens: int = typer.Option(2048, help="Token budget per packed batch / reference row."),
+    steps: int = typer.Option(2, help="Timed steps per variant (after one warm-up)."),
+    seed: int = typer.Option(0),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """One training step (forward + backward) packed vs padded vs reference rows."""
+    from audioflex.bench import bench_packing as run
+
+    _emit(run(model=model, clips=clips, max_tokens=max_tokens, steps=steps, seed=seed), out_path)
+
+
+@bench_app.command("ast-vs-hf")
+@friendly
+def bench_ast_vs_hf(
+    batch: int = typer.Option(4),
+    steps: int = typer.Option(3),
+    size: str = typer.Option("base", help="tiny, small or base."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """ast_* vs transformers' ASTForAudioClassification with the same weights on 10 s clips."""
+    from audioflex.bench import bench_ast_vs_hf as run
+
+    _emit(run(batch=batch, steps=steps, size=size), out_path)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""``Pipeline``: front end + model + labels, for tagging audio of any length and frame shift.
+
+See :mod:`audioflex.inference` for how long inputs are split and scores aggregated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
+from audioflex.inference import Piece, aggregate_scores, default_piece_s, iter_pieces
+from audioflex.packing import collate_packed, num_tokens, plan_batches
+
+AudioInput = str | Path | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One predicted label of a clip."""
+
+    label: str
+    score: float
+    index: int
+
+
+class Pipeline:
+    """Tag audio files or waveforms with a model and its front end.
+
+    Args:
+        model: an audioflex model (``input_kind`` "packed" or "spectrogram").
+        frontend: the front end the model was trained with.
+        labels: class names (default ``class_0`` …).
+        multilabel: sigmoid scores (AudioSet-style) if True, softmax otherwise.
+        device: where to run (default: the model's device).
+        max_tokens: token budget per packed batch (packed models).
+        piece_s: longest piece fed as one clip to a packed model (default: what its time table
+            covers at the front end's frame shift).
+        window_hop: hop between windows of fixed-window models, as a fraction of the window.
+        batch_size: windows per forward pass (fixed-window models).
+        aggregate: ``mean`` (duration-weighted) or ``max`` over pieces/windows.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        frontend: Frontend | FrontendConfig,
+        labels: list[str] | None = None,
+        *,
+        multilabel: bool = True,
+        device: str | torch.device | None = None,
+        max_tokens: int = 8192,
+        piece_s: float | None = None,
+        window_hop: float = 0.5,
+        batch_size: int = 8,
+        aggregate: str = "mean",
+    ) -> None:
+        if isinstance(frontend, FrontendConfig):
+            frontend = build_frontend(frontend)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.frontend = frontend.to(self.device).eval()
+        n = getattr(model, "num_classes", None)
+        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(n or 0)]
+        if n is not None and len(self.labels) != n:
+            raise ValueError(f"{len(self.labels)} labels for a model with {n} classes")
+        self.multilabel = multilabel
+        self.max_tokens = max_tokens
+        self._piece_s = piece_s
+        if not 0 < window_hop <= 1:
+            raise ValueError(f"window_hop must be in (0, 1], got {window_hop}")
+        self.window_hop = window_hop
+        self.batch_size = batch_size
+        if aggregate not in ("mean", "max"):
+            raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+        self.aggregate = aggregate
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Pipeline:
+        """Build from an audioflex checkpoint directory (model, front end and labels travel with it).
+
+        ``frame_shift_ms=...`` among ``kwargs`` changes the front end's frame shift (packed models
+        handle any resolution).
+        """
+        from audioflex.checkpoints import CheckpointError, load_checkpoint
+
+        shift = kwargs.pop("frame_shift_ms", None)
+        ck = load_checkpoint(path, map_location=device)
+        if ck.frontend is None:
+            raise CheckpointError(f"{path}: the checkpoint has no front-end config; pass a Frontend to Pipeline()")
+        fe: Frontend | FrontendConfig = ck.frontend
+        if shift is not None:
+            fe = ck.frontend.config.replace(frame_shift_ms=float(shift))
+        multilabel = bool(ck.meta.get("extra", {}).get("multilabel", True))
+        kwargs.setdefault("multilabel", multilabel)
+        return cls(ck.model, fe, ck.labels, device=device, **kwargs)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.sample_rate
+
+    @property
+    def is_packed(self) -> bool:
+        return getattr(self.model, "input_kind", "spectrogram") == "packed"
+
+    @property
+    def piece_s(self) -> float:
+        """Length of the pieces (packed) or windows (fixed) the input is cut into, in seconds."""
+        if self._piece_s is not None:
+            return self._piece_s
+        if self.is_packed:
+            table = self.model.pos_embed_time.shape[0]
+            return default_piece_s(table, self.model.patch_size, self.frontend.hop_s)
+        frames = getattr(self.model, "input_frames", None) or getattr(self.model, "max_length", None)
+        if frames is None:
+            raise ValueError(f"{type(self.model).__name__} does not say its input length; pass piece_s=")
+        return frames * self.frontend.hop_s
+
+    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+
+    def _spectrograms(self, pieces: list[Piece]) -> list[torch.Tensor]:
+        """Front end over pieces -> list of ``[F, T_i]`` (natural lengths)."""
+        lengths = torch.tensor([p.num_samples for p in pieces])
+        wave = torch.zeros(len(pieces), int(lengths.max()), device=self.device)
+        for i, p in enumerate(pieces):
+            wave[i, : p.num_samples] = p.wave.to(self.device)
+        spec, frames = self.frontend(wave, lengths.to(self.device))
+        return [spec[i, :, : max(1, int(f))] for i, f in enumerate(frames.tolist())]
+
+    @torch.no_grad()
+    def _score_pieces(self, pieces: list[Piece]) -> torch.Tensor:
+        """Scores ``[P, C]`` of pieces (already batched by the caller)."""
+        if not self.is_packed:
+            spec, _ = self.frontend(*self._padded(pieces))
+            return self._activate(self.model(spec).clip_logits.float())
+        specs = self._spectrograms(pieces)
+        out = self.model(collate_packed(specs).to(self.device))
+        return self._activate(out.clip_logits.float())
+
+    def _padded(self, pieces: list[Piece]) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.tensor([p.num_samples for p in pieces])
+        size = max(int(lengths.max()), round(self.piece_s * self.sample_rate))
+        wave = torch.zeros(len(pieces), size, device=self.device)
+        for i, p in enumerate(pieces):
+            wave[i, : p.num_samples] = p.wave.to(self.device)
+        return wave, lengths.to(self.device)
+
+    def _batches(self, pieces: Iterator[Piece]) -> Iterator[list[Piece]]:
+        """Group streamed pieces into batches (token budget for packed models)."""
+        buf: list[Piece] = []
+        tokens = 0
+        for p in pieces:
+            if self.is_packed:
+                frames = max(1, self.frontend.num_frames(p.num_samples))
+                n = num_tokens(self.model.num_mel_bins, frames, self.model.patch_size)
+                if buf and tokens + n > self.max_tokens:
+                    yield buf
+                    buf, tokens = [], 0
+                buf.append(p)
+                tokens += n
+            else:
+                buf.append(p)
+                if len(buf) == self.batch_size:
+                    yield buf
+                    buf = []
+        if buf:
+            yield buf
+
+    def clip_scores(self, audio: AudioInput, sample_rate: int | None = None) -> torch.Tensor:
+        """Class scores ``[C]`` (probabilities) of a file or waveform ``[T]`` of any length."""
+        hop = self.piece_s if self.is_packed else self.piece_s * self.window_hop
+        min_piece = 0.0 if self.is_packed else 0.25 * self.piece_s
+        pieces = iter_pieces(audio, self.sample_rate, self.piece_s, hop, source_rate=sample_rate, min_piece_s=min_piece)
+        scores, weights = [], []
+        for batch in self._batches(pieces):
+            scores.append(self._score_pieces(batch).cpu())
+            weights += [p.num_samples for p in batch]
+        return aggregate_scores(torch.cat(scores), torch.tensor(weights, dtype=torch.float32), self.aggregate)
+
+    def tag(self, audio: AudioInput, top_k: int = 5, sample_rate: int | None = None) -> list[Tag]:
+        """The ``top_k`` labels of a file or waveform ``[T]`` with their scores."""
+        scores = self.clip_scores(audio, sample_rate)
+        k = min(top_k, scores.numel())
+        vals, idx = scores.topk(k)
+        return [Tag(self.labels[i], float(v), int(i)) for v, i in zip(vals.tolist(), idx.tolist())]
+
+    def scores_batch(self, waves: list[torch.Tensor]) -> torch.Tensor:
+        """Scores ``[N, C]`` of many clips (waveforms ``[T_i]`` at ``sample_rate``) at once, each
+        fed whole (packed across clips for ElasticAST; fixed-window models crop/pad)."""
+        pieces = [Piece(0.0, w) for w in waves]
+        if not self.is_packed:
+            return torch.cat(
+                [self._score_pieces(pieces[i : i + self.batch_size]) for i in range(0, len(pieces), self.batch_size)]
+            )
+        frames = [max(1, self.frontend.num_frames(p.num_samples)) for p in pieces]
+        counts = [num_tokens(self.model.num_mel_bins, f, self.model.patch_size) for f in frames]
+        out = torch.empty(len(pieces), len(self.labels))
+        for group in plan_batches(counts, self.max_tokens):
+            out[group] = self._score_pieces([pieces[i] for i in group]).cpu()
+        return out
