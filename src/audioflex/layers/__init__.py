@@ -2,7 +2,7 @@
 
 from audioflex.layers.attention import BACKENDS, Attention, SeqInfo, varlen_attention
 from audioflex.layers.block import Block
-from audioflex.layers.mlp import DropPath, Mlp, drop_path
+from audioflex.layers.mlp import DropPath, Mlp, drop_path, drop_path_rates
 from audioflex.layers.pos_embed import (
     factorized_positions,
     grid_to_factorized,
@@ -18,6 +18,7 @@ __all__ = [
     "Mlp",
     "SeqInfo",
     "drop_path",
+    "drop_path_rates",
     "factorized_positions",
     "grid_to_factorized",
     "resample_1d",

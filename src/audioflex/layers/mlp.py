@@ -55,3 +55,10 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def drop_path_rates(max_rate: float, depth: int) -> list[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``max_rate`` over ``depth`` blocks."""
+    if depth <= 1:
+        return [max_rate] * depth
+    return [max_rate * i / (depth - 1) for i in range(depth)]

@@ -18,6 +18,7 @@ from torch import nn
 
 from audioflex.layers.attention import SeqInfo
 from audioflex.layers.block import Block
+from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
 from audioflex.models.heads import AttentionPool, segment_mean
 from audioflex.models.outputs import AudioOutput
@@ -36,7 +37,7 @@ def _blocks(
     attn_scale: float | None,
     backend: str,
 ) -> nn.ModuleList:
-    rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path]
+    rates = drop_path_rates(drop_path, depth)
     return nn.ModuleList(
         Block(
             dim,

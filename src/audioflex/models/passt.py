@@ -30,6 +30,7 @@ from torch import nn
 
 from audioflex.audio.frontend.passt import PasstMelConfig
 from audioflex.layers.block import Block
+from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import resample_1d
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import register_model
@@ -113,7 +114,7 @@ class PaSST(nn.Module):
         self.new_pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim))
         self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, self.freq_patches, 1))
         self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, max_time_patches))
-        rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path]
+        rates = drop_path_rates(drop_path, depth)
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r,
                   norm_eps=norm_eps, backend=backend)

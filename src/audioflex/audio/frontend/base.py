@@ -72,12 +72,7 @@ def _load_all_kinds() -> None:
     import importlib
 
     for module in ("kaldi", "logmel", "passt"):
-        name = f"audioflex.audio.frontend.{module}"
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a kind not shipped in this build
-            if e.name != name:
-                raise
+        importlib.import_module(f"audioflex.audio.frontend.{module}")
 
 
 def frontend_config_from_dict(d: dict[str, Any]) -> FrontendConfig:

@@ -12,7 +12,7 @@ from audioflex.checkpoints.convert.base import (
     strip_prefix,
 )
 
-for _module in ("ast", "passt"):
+for _module in ("ast", "htsat", "passt"):
     importlib.import_module(f"audioflex.checkpoints.convert.{_module}")
 
 __all__ = [

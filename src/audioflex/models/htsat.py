@@ -1,0 +1,322 @@
+"""HTS-AT: hierarchical token-semantic audio transformer (Chen et al., ICASSP 2022; REFERENCE.md §3).
+
+Input: the log-mel spectrogram in dB ``[B, F=64, T]`` of :class:`~audioflex.audio.frontend.logmel.
+LogMel` (T <= 1024 frames = 10.24 s). Inside the model:
+
+1. ``bn0``: BatchNorm over the mel bins (as the reference);
+2. fit the time axis to the 1024-frame window (see below) and **fold** ``[F=64, T=1024]`` into a
+   256x256 image: 4 chunks of 256 frames stacked along the height (row = chunk * 64 + mel,
+   column = frame - 256 * chunk);
+3. conv patch embedding 4x4 / stride 4 + LayerNorm -> 64x64 tokens; Swin stages with shifted
+   windows and relative position bias, patch merging between stages;
+4. token-semantic head: final LayerNorm, un-fold the 8x8 grid to 2 (freq) x 32 (time) in temporal
+   order, ``Conv2d(D, C, (2, 3), padding=(0, 1))`` -> frame logits ``[B, 32, C]``;
+   clip logits = their mean over time; embedding = the mean of the final tokens.
+
+Fitting short inputs (< 1024 frames):
+- default: **zero padding after bn0** (a normalised value of 0 = the running mean, i.e. "average"
+  input rather than a large negative dB value), time stays real: ``frame_hop_s`` = 0.32 s, and the
+  clip logits / embedding average only the 32-frame steps that overlap real frames;
+- ``stretch_short=True``: bicubic stretch to 1024 frames (the reference; parity only);
+- ``repeat_short=True``: tile ``floor(1024 / T)`` times, then stretch (the reference's
+  ``infer_mode``; parity only).
+Longer inputs raise: use sliding-window inference (the pipeline does it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audioflex.layers.mlp import drop_path_rates
+from audioflex.layers.swin import SwinStage
+from audioflex.models.outputs import AudioOutput
+from audioflex.models.registry import register_model
+
+__all__ = ["HTSAT", "fold_spectrogram", "unfold_image"]
+
+
+def fold_spectrogram(spec: torch.Tensor, chunks: int) -> torch.Tensor:
+    """``[B, F, T]`` -> ``[B, 1, chunks * F, T / chunks]``: time chunks stacked along the height
+    (row = chunk * F + f, column = t - chunk * T / chunks)."""
+    b, f, t = spec.shape
+    if t % chunks:
+        raise ValueError(f"cannot fold {t} frames into {chunks} equal chunks")
+    x = spec.reshape(b, f, chunks, t // chunks).permute(0, 2, 1, 3)
+    return x.reshape(b, 1, chunks * f, t // chunks)
+
+
+def unfold_image(image: torch.Tensor, chunks: int) -> torch.Tensor:
+    """Inverse of :func:`fold_spectrogram`: ``[B, 1, chunks * F, W]`` -> ``[B, F, chunks * W]``."""
+    b, _, h, w = image.shape
+    x = image.reshape(b, chunks, h // chunks, w).permute(0, 2, 1, 3)
+    return x.reshape(b, h // chunks, chunks * w)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class HTSAT(nn.Module):
+    """HTS-AT on log-mel spectrograms ``[B, F, T]`` (dB, T <= ``spec_size * spec_size / F``).
+
+    Args:
+        num_classes: output classes C.
+        num_mel_bins: F; ``spec_size`` must be a multiple of it (chunks = spec_size / F).
+        spec_size: side of the folded square image (256).
+        patch_size: conv patch embedding kernel and stride (4).
+        embed_dim, depths, num_heads, window_size, mlp_ratio, qkv_bias: Swin backbone.
+        drop, attn_drop, drop_path: dropout, attention dropout, max stochastic depth.
+        stretch_short: bicubically stretch short inputs to the window (reference parity).
+        repeat_short: tile short inputs, then stretch (the reference's ``infer_mode``).
+        input_hop_s: seconds per input frame (10 ms for the LogMel front end), for ``frame_hop_s``.
+    """
+
+    input_kind = "spectrogram"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 527,
+        num_mel_bins: int = 64,
+        spec_size: int = 256,
+        patch_size: int = 4,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (4, 8, 16, 32),
+        window_size: int = 8,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.1,
+        stretch_short: bool = False,
+        repeat_short: bool = False,
+        input_hop_s: float = 0.01,
+    ) -> None:
+        super().__init__()
+        depths, num_heads = tuple(int(d) for d in depths), tuple(int(h) for h in num_heads)
+        if len(depths) != len(num_heads) or not depths:
+            raise ValueError(f"depths {depths} and num_heads {num_heads} must have the same length")
+        if spec_size % num_mel_bins:
+            raise ValueError(f"spec_size {spec_size} must be a multiple of num_mel_bins {num_mel_bins}")
+        self.chunks = spec_size // num_mel_bins
+        grid = spec_size // patch_size
+        self.final_grid = grid // 2 ** (len(depths) - 1)
+        if spec_size % patch_size or self.final_grid * 2 ** (len(depths) - 1) != grid:
+            raise ValueError(
+                f"spec_size {spec_size} / patch_size {patch_size} must halve evenly "
+                f"{len(depths) - 1} times"
+            )
+        if self.final_grid % self.chunks:
+            raise ValueError(
+                f"the final {self.final_grid}x{self.final_grid} grid cannot be split into "
+                f"{self.chunks} time chunks; use a smaller patch_size or fewer stages"
+            )
+        self.num_classes, self.num_mel_bins, self.spec_size = num_classes, num_mel_bins, spec_size
+        self.target_frames = spec_size * self.chunks
+        self.freq_bins = self.final_grid // self.chunks  # token rows per chunk at the end
+        self.num_steps = self.final_grid * self.chunks  # frame-logit steps per window
+        self.step_frames = self.target_frames // self.num_steps
+        self.stretch_short, self.repeat_short = stretch_short, repeat_short
+        self.input_hop_s = input_hop_s
+        self.num_features = embed_dim * 2 ** (len(depths) - 1)
+
+        self.bn0 = nn.BatchNorm1d(num_mel_bins)
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(1, embed_dim, patch_size, patch_size)
+        self.patch_embed.norm = nn.LayerNorm(embed_dim)
+        rates = drop_path_rates(drop_path, sum(depths))
+        self.layers = nn.ModuleList()
+        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+            res = grid // 2**i
+            self.layers.append(
+                SwinStage(
+                    embed_dim * 2**i, (res, res), depth, heads, window_size, mlp_ratio, qkv_bias,
+                    drop, attn_drop, rates[sum(depths[:i]) : sum(depths[: i + 1])],
+                    downsample=i < len(depths) - 1,
+                )
+            )
+        self.norm = nn.LayerNorm(self.num_features)
+        self.tscam_conv = nn.Conv2d(
+            self.num_features, num_classes, (self.freq_bins, 3), padding=(0, 1)
+        )
+        self.apply(_init_weights)
+
+    # ------------------------------------------------------------------ input -> image
+    def spectrogram_to_image(
+        self, spec: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """dB ``[B, F, T]`` -> (folded image ``[B, 1, S, S]``, valid steps ``[B]``, seconds per step).
+
+        Applies ``bn0`` (only over the valid frames when ``frames [B]`` is given), then pads
+        (default), stretches or tiles + stretches to the window, then folds.
+        """
+        if spec.ndim != 3 or spec.shape[1] != self.num_mel_bins:
+            raise ValueError(
+                f"HTSAT expects log-mel spectrograms [B, {self.num_mel_bins}, T], got shape "
+                f"{tuple(spec.shape)}"
+            )
+        b, _, t = spec.shape
+        if t > self.target_frames:
+            raise ValueError(
+                f"HTSAT takes at most {self.target_frames} frames "
+                f"({self.target_frames * self.input_hop_s:.2f} s); got {t}. Use sliding-window "
+                "inference for longer audio (Pipeline.detect / evaluate do this)."
+            )
+        if t == 0:
+            raise ValueError("HTSAT got an empty spectrogram (0 frames)")
+        if frames is not None:
+            frames = torch.as_tensor(frames, device=spec.device).long()
+            if frames.shape != (b,):
+                raise ValueError(f"frames must have shape [{b}], got {tuple(frames.shape)}")
+        x = self._normalise(spec, frames)
+        if self.stretch_short or self.repeat_short:
+            x, span = self._stretch(x, frames)
+            steps = torch.full((b,), self.num_steps, dtype=torch.long, device=x.device)
+            hop = span * self.input_hop_s / self.num_steps
+        else:
+            x = F.pad(x, (0, self.target_frames - t))
+            valid = frames if frames is not None else torch.full((b,), t, device=x.device)
+            steps = torch.div(valid + self.step_frames - 1, self.step_frames, rounding_mode="floor")
+            hop = self.step_frames * self.input_hop_s
+        return fold_spectrogram(x, self.chunks), steps.clamp(min=1), hop
+
+    def _normalise(self, spec: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
+        if frames is None:
+            return self.bn0(spec)
+        t = spec.shape[-1]
+        mask = torch.arange(t, device=spec.device)[None, :] < frames[:, None]  # [B, T]
+        x = spec.transpose(1, 2)  # [B, T, F]
+        out = x.new_zeros(x.shape)
+        out[mask] = self.bn0(x[mask])  # statistics (training) over the valid frames only
+        return out.transpose(1, 2)
+
+    def _stretch(self, x: torch.Tensor, frames: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        """Reference fitting: optional tiling, then bicubic stretch ``[B, F, T] -> [B, F, 1024]``."""
+        t = x.shape[-1]
+        if frames is not None and bool((frames != t).any()):
+            raise ValueError(
+                "stretch_short/repeat_short stretch every clip to the window, so clips of "
+                "different lengths would get different frame hops: run them one batch per length"
+            )
+        if self.repeat_short:
+            reps = self.target_frames // t
+            x, t = x.repeat(1, 1, reps), t * reps
+        if t < self.target_frames:
+            img = x.transpose(1, 2).unsqueeze(1)  # the reference's [B, 1, T, F] layout
+            img = F.interpolate(img, (self.target_frames, img.shape[-1]), mode="bicubic",
+                                align_corners=True)
+            x = img.squeeze(1).transpose(1, 2)
+        return x, t
+
+    # ------------------------------------------------------------------ backbone and head
+    def forward_features(
+        self, image: torch.Tensor, return_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Folded image ``[B, 1, S, S]`` -> (final-normed tokens ``[B, G*G, D]``, requested
+        block outputs; blocks are numbered across stages, each ``[B, N_stage, D_stage]``)."""
+        x = self.patch_embed.proj(image).flatten(2).transpose(1, 2)
+        x = self.patch_embed.norm(x)
+        wanted, hidden, k = set(return_layers), {}, 0
+        for stage in self.layers:
+            for blk in stage.blocks:
+                x = blk(x)
+                if k in wanted:
+                    hidden[k] = x
+                k += 1
+            if stage.downsample is not None:
+                x = stage.downsample(x)
+        missing = wanted - set(hidden)
+        if missing:
+            raise ValueError(f"return_layers {sorted(missing)} out of range: HTSAT has {k} blocks")
+        return self.norm(x), tuple(hidden[i] for i in return_layers)
+
+    def tokens_to_time(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, G*G, D]`` -> ``[B, D, freq_bins, num_steps]``: un-fold the chunks in time order."""
+        b, _, d = tokens.shape
+        g = self.final_grid
+        x = tokens.transpose(1, 2).reshape(b, d, self.chunks, self.freq_bins, g)
+        return x.permute(0, 1, 3, 2, 4).reshape(b, d, self.freq_bins, self.chunks * g)
+
+    def forward_head(
+        self, tokens: torch.Tensor, steps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normed tokens ``[B, G*G, D]`` (+ valid steps ``[B]``) -> (clip logits ``[B, C]``,
+        embedding ``[B, D]``, frame logits ``[B, num_steps, C]``). Pooling is over valid steps."""
+        x = self.tokens_to_time(tokens)
+        frame_logits = self.tscam_conv(x).flatten(2)  # [B, C, steps]
+        if steps is None:
+            return frame_logits.mean(-1), x.flatten(2).mean(-1), frame_logits.transpose(1, 2)
+        valid = (torch.arange(self.num_steps, device=x.device)[None, :] < steps[:, None]).to(x.dtype)
+        count = valid.sum(-1, keepdim=True)
+        clip = (frame_logits * valid[:, None]).sum(-1) / count
+        emb = (x * valid[:, None, None]).sum((-1, -2)) / (count * self.freq_bins)
+        return clip, emb, frame_logits.transpose(1, 2)
+
+    def forward(
+        self,
+        spec: torch.Tensor,
+        frames: torch.Tensor | None = None,
+        return_layers: Sequence[int] = (),
+    ) -> AudioOutput:
+        """Log-mel dB ``[B, F, T]`` (+ valid frames ``[B]``) -> ``AudioOutput`` with clip logits
+        ``[B, C]``, embedding ``[B, D]`` and frame logits ``[B, 32, C]``."""
+        image, steps, hop = self.spectrogram_to_image(spec, frames)
+        tokens, hidden = self.forward_features(image, return_layers)
+        full = self.stretch_short or self.repeat_short
+        clip, emb, frame_logits = self.forward_head(tokens, None if full else steps)
+        return AudioOutput(
+            clip_logits=clip, embedding=emb, frame_logits=frame_logits, frame_hop_s=hop,
+            hidden_states=hidden,
+        )
+
+    @property
+    def max_frames(self) -> int:
+        """Longest input in frames (the window: 1024 for the default config)."""
+        return self.target_frames
+
+    def extra_repr(self) -> str:
+        return (
+            f"chunks={self.chunks}, window_frames={self.target_frames}, steps={self.num_steps}, "
+            f"stretch_short={self.stretch_short}, repeat_short={self.repeat_short}"
+        )
+
+
+def _logmel_frontend() -> object:
+    from audioflex.audio.frontend.logmel import LogMelConfig
+
+    return LogMelConfig()
+
+
+_VARIANTS = {
+    "htsat_mini": ("HTS-AT mini (dim 48, depths 2-2-2-2)",
+                   {"embed_dim": 48, "depths": (2, 2, 2, 2), "num_heads": (2, 4, 8, 16)}),
+    "htsat_tiny": ("HTS-AT (paper config: dim 96, depths 2-2-6-2, 31 M params)",
+                   {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (4, 8, 16, 32)}),
+    "htsat_base": ("HTS-AT base (dim 128, depths 2-2-12-2)",
+                   {"embed_dim": 128, "depths": (2, 2, 12, 2), "num_heads": (4, 8, 16, 32)}),
+}
+
+for _name, (_desc, _kw) in _VARIANTS.items():
+    register_model(_name, HTSAT, frontend=_logmel_frontend, description=_desc, num_classes=527,
+                   **_kw)
+
+
+def variant_for(embed_dim: int, depths: Sequence[int], num_heads: Sequence[int]) -> str | None:
+    """The registered variant name with this backbone, or None."""
+    key = (embed_dim, tuple(depths), tuple(num_heads))
+    for name, (_, kw) in _VARIANTS.items():
+        if (kw["embed_dim"], kw["depths"], kw["num_heads"]) == key:
+            return name
+    return None
+

@@ -1,0 +1,230 @@
+"""HTS-AT: LogMel front end, model, converter — parity with the official implementation's fixtures
+(shared/fixtures/README.md §3) plus padding, folding and training behaviour."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from audioflex.audio.frontend.base import build_frontend
+from audioflex.audio.frontend.logmel import LogMel, LogMelConfig, slaney_mel_filters
+from audioflex.checkpoints.convert.base import ConversionError
+from audioflex.checkpoints.convert.htsat import convert_htsat, htsat_model_args, htsat_state_dict
+from audioflex.models.htsat import HTSAT, fold_spectrogram, unfold_image
+from audioflex.models.registry import create_model
+
+FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+if not FIX.is_dir():
+    FIX = Path("/work/shared/fixtures")
+
+CASES = [("wave10", "out10", False), ("wave4", "out4", False), ("wave4", "out4_infer", True)]
+
+
+@pytest.fixture(scope="module")
+def io() -> dict[str, torch.Tensor]:
+    return load_file(str(FIX / "htsat_io.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def ref_sd() -> dict[str, torch.Tensor]:
+    return load_file(str(FIX / "htsat.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def converted():
+    return convert_htsat(FIX / "htsat.safetensors", stretch_short=True)
+
+
+def _model(converted, **over) -> HTSAT:
+    m = create_model(converted.model_name, **{**converted.model_args, **over}).eval()
+    m.load_state_dict(converted.state_dict, strict=True)
+    return m
+
+
+def _tol(ref: torch.Tensor) -> float:
+    return 1e-4 * max(1.0, ref.abs().max().item())
+
+
+# ------------------------------------------------------------------------------ front end
+def test_mel_filters_match_stored_librosa_matrix(ref_sd):
+    mel = torch.from_numpy(slaney_mel_filters(32000, 1024, 64, 50.0, 14000.0)).float()
+    assert (mel.T - ref_sd["sed_model.logmel_extractor.melW"]).abs().max() < 1e-7
+
+
+@pytest.mark.parametrize("wave,out", [("wave10", "out10"), ("wave4", "out4")])
+def test_logmel_parity(io, wave, out):
+    spec, frames = LogMel()(io[wave])
+    ref = io[f"{out}.logmel"][:, 0].transpose(1, 2)  # [B, 1, T, F] -> [B, F, T]
+    assert spec.shape == ref.shape
+    assert frames.tolist() == [ref.shape[-1]] * ref.shape[0]
+    assert (spec - ref).abs().max() <= 1e-3
+
+
+def test_logmel_lengths_match_clips_alone(io):
+    fe = LogMel()
+    assert fe.hop_s == pytest.approx(0.01) and fe.num_frames(320000) == 1001
+    w10, w4 = io["wave10"][:1], io["wave4"]
+    batch = torch.cat([w10, torch.nn.functional.pad(w4, (0, w10.shape[1] - w4.shape[1]))])
+    spec, frames = fe(batch, torch.tensor([w10.shape[1], w4.shape[1]]))
+    assert frames.tolist() == [1001, 401]
+    alone, _ = fe(w4)
+    assert torch.equal(spec[1, :, :401], alone[0])
+    assert torch.all(spec[1, :, 401:] == -100.0)  # silence floor 10*log10(1e-10)
+    assert torch.equal(spec[0], fe(w10)[0][0])
+    tiny, f = fe(torch.randn(1, 100))  # shorter than the reflect pad
+    assert tiny.shape == (1, 64, 1) and f.tolist() == [1] and torch.isfinite(tiny).all()
+    with pytest.raises(ValueError, match="lengths"):
+        fe(batch, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        fe(w4[0])
+
+
+def test_logmel_registered_and_config():
+    cfg = LogMelConfig()
+    assert cfg.to_dict()["kind"] == "logmel" and cfg.hop_s == pytest.approx(0.01)
+    fe = build_frontend(cfg)
+    assert isinstance(fe, LogMel)
+    assert "mel_fb" not in fe.state_dict() and "window" not in fe.state_dict()
+    with pytest.raises(ValueError, match="hop_length"):
+        LogMelConfig(hop_length=0)
+
+
+# ------------------------------------------------------------------------------ parity
+@pytest.mark.parametrize("wave,out,repeat", CASES)
+def test_htsat_parity(io, converted, wave, out, repeat):
+    m = _model(converted, repeat_short=repeat)
+    with torch.no_grad():
+        spec, _ = LogMel()(io[wave])
+        if not repeat:
+            bn = m._normalise(spec, None)
+            ref_bn = io[f"{out}.logmel_bn"][:, 0].transpose(1, 2)
+            assert (bn - ref_bn).abs().max() <= _tol(ref_bn)
+            image, _, _ = m.spectrogram_to_image(spec)
+            assert (image - io[f"{out}.image"]).abs().max() <= _tol(io[f"{out}.image"])
+        o = m(spec)
+    b = io[wave].shape[0]
+    assert o.clip_logits.shape == (b, 10) and o.frame_logits.shape == (b, 32, 10)
+    assert o.embedding.shape == (b, 192)
+    clip = torch.sigmoid(o.clip_logits)
+    frame = torch.sigmoid(o.frame_logits).repeat_interleave(32, dim=1)
+    assert (clip - io[f"{out}.clipwise_output"]).abs().max() <= 1e-4
+    assert (frame - io[f"{out}.framewise_output"]).abs().max() <= 1e-4
+    assert (o.embedding - io[f"{out}.latent_output"]).abs().max() <= 1e-4
+    # frames span the stretched (and, in infer mode, tiled) clip
+    t = spec.shape[-1] * (1024 // spec.shape[-1] if repeat else 1)
+    assert o.frame_hop_s == pytest.approx(t * 0.01 / 32)
+
+
+# ------------------------------------------------------------------------------ converter
+def test_converter_full_size_keys_and_params():
+    d = json.loads((FIX / "htsat_tiny_527_keys.json").read_text())
+    fake = {k["key"]: torch.empty(k["shape"]) for k in d["keys"]}
+    args = htsat_model_args(fake)
+    assert args == {
+        "num_classes": 527, "num_mel_bins": 64, "spec_size": 256, "patch_size": 4,
+        "embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (4, 8, 16, 32), "window_size": 8,
+        "mlp_ratio": 4.0, "qkv_bias": True,
+    }
+    mapped = {k: tuple(v.shape) for k, v in htsat_state_dict(fake).items()}
+    m = create_model("htsat_tiny")
+    assert mapped == {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    # trainable parameters = the official count minus the frozen STFT/mel matrices and unused head
+    dropped = sum(
+        math.prod(k["shape"]) for k in d["keys"]
+        if k["key"].removeprefix("sed_model.").startswith(
+            ("spectrogram_extractor.", "logmel_extractor.", "head."))
+    )
+    n = sum(p.numel() for p in m.parameters())
+    assert n == d["n_params"] - dropped == 29_963_431
+    assert not any(k.endswith(("relative_position_index", "attn_mask")) for k in m.state_dict())
+
+
+def test_convert_htsat_result_and_errors(converted, ref_sd, tmp_path):
+    assert converted.model_args["embed_dim"] == 24 and converted.model_args["num_classes"] == 10
+    assert converted.frontend == LogMelConfig() and converted.labels is None
+    assert not any(k.startswith(("head.", "sed_model.")) for k in converted.state_dict)
+    labels = [f"c{i}" for i in range(10)]
+    assert convert_htsat(FIX / "htsat.safetensors", labels=labels).labels == labels
+    with pytest.raises(ConversionError, match="labels"):
+        convert_htsat(FIX / "htsat.safetensors", labels=["a"])
+    bad = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in ref_sd.items() if "tscam" not in k}, str(bad))
+    with pytest.raises(ConversionError, match=r"bad\.safetensors.*tscam_conv"):
+        convert_htsat(bad)
+
+
+# ------------------------------------------------------------------------------ behaviour
+def test_fold_unfold_round_trip_and_layout():
+    spec = torch.randn(2, 64, 1024)
+    img = fold_spectrogram(spec, 4)
+    assert img.shape == (2, 1, 256, 256)
+    chunk, mel, col = 2, 17, 100
+    assert img[1, 0, chunk * 64 + mel, col] == spec[1, mel, 256 * chunk + col]
+    assert torch.equal(unfold_image(img, 4), spec)
+
+
+def test_default_padding_on_4s(io, converted):
+    m = _model(converted, stretch_short=False)
+    fe = LogMel()
+    with torch.no_grad():
+        spec, frames = fe(io["wave4"])
+        o = m(spec)
+    assert o.frame_logits.shape == (1, 32, 10) and o.frame_hop_s == pytest.approx(0.32)
+    assert torch.isfinite(o.clip_logits).all() and torch.isfinite(o.frame_logits).all()
+    steps = math.ceil(401 / 32)  # 13 steps of 0.32 s cover the 4 s of real audio
+    assert torch.allclose(o.clip_logits, o.frame_logits[:, :steps].mean(1), atol=1e-6)
+    # the same clip padded inside a longer batch gives the same outputs when frames are passed
+    batch = torch.cat([io["wave10"][:1], torch.nn.functional.pad(io["wave4"], (0, 192000))])
+    with torch.no_grad():
+        bspec, bframes = fe(batch, torch.tensor([320000, 128000]))
+        ob = m(bspec, bframes)
+    assert (ob.clip_logits[1] - o.clip_logits[0]).abs().max() < 1e-5
+    assert (ob.frame_logits[1] - o.frame_logits[0]).abs().max() < 1e-5
+    assert (ob.embedding[1] - o.embedding[0]).abs().max() < 1e-5
+
+
+def test_input_errors_and_hidden_states(converted):
+    m = _model(converted)
+    with pytest.raises(ValueError, match="sliding-window"):
+        m(torch.randn(1, 64, 1025))
+    with pytest.raises(ValueError, match=r"\[B, 64, T\]"):
+        m(torch.randn(1, 128, 100))
+    with pytest.raises(ValueError, match="different lengths"):
+        m(torch.randn(2, 64, 100), torch.tensor([100, 50]))
+    with torch.no_grad():
+        o = m(torch.randn(1, 64, 300), return_layers=(7, 0, 3))
+    assert [tuple(h.shape) for h in o.hidden_states] == [(1, 64, 192), (1, 4096, 24), (1, 1024, 48)]
+    with pytest.raises(ValueError, match="out of range"):
+        m(torch.randn(1, 64, 300), return_layers=(8,))
+
+
+def _tiny(**kw) -> HTSAT:
+    return HTSAT(num_classes=3, num_mel_bins=16, spec_size=64, patch_size=4, embed_dim=16,
+                 depths=(2, 2), num_heads=(2, 4), window_size=4, **kw)
+
+
+def test_tiny_config_float64_and_training():
+    torch.manual_seed(0)
+    m = _tiny(drop_path=0.1)
+    assert m.max_frames == 256 and m.num_steps == 32
+    with torch.no_grad():
+        o64 = m.double().eval()(torch.randn(2, 16, 200, dtype=torch.float64) * 10 - 40)
+    assert o64.clip_logits.dtype == torch.float64 and o64.frame_logits.shape == (2, 32, 3)
+    m = m.float().train()
+    x = torch.randn(8, 16, 256) * 10 - 40
+    y = (torch.rand(8, 3) > 0.5).float()
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(m(x).clip_logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(p.grad is not None for p in m.parameters())
+    assert losses[-1] < 0.7 * losses[0]
