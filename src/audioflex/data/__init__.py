@@ -1,0 +1,43 @@
+"""Datasets: records, label vocabularies and readers for the standard layouts."""
+
+from audioflex.data.readers import (
+    AUDIO_EXTENSIONS,
+    DatasetError,
+    detect_kind,
+    read_audioset,
+    read_dataset,
+    read_esc50,
+    read_folder,
+    read_manifest,
+    read_speech_commands,
+    read_strong_labels,
+)
+from audioflex.data.records import (
+    SPLITS,
+    ClipRecord,
+    Event,
+    LabelSet,
+    ReadResult,
+    normalize_split,
+    with_durations,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "SPLITS",
+    "ClipRecord",
+    "DatasetError",
+    "Event",
+    "LabelSet",
+    "ReadResult",
+    "detect_kind",
+    "normalize_split",
+    "read_audioset",
+    "read_dataset",
+    "read_esc50",
+    "read_folder",
+    "read_manifest",
+    "read_speech_commands",
+    "read_strong_labels",
+    "with_durations",
+]

@@ -1,0 +1,312 @@
+"""Dataset records: one ``ClipRecord`` per clip, a ``LabelSet`` vocabulary and a ``ReadResult``.
+
+Readers (``audioflex.data.readers``) turn the standard dataset layouts into these plain values;
+nothing here opens an audio file except :func:`with_durations`, which reads headers on request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "tr": "train",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "development": "valid",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+    "evaluation": "test",
+}
+
+
+def normalize_split(value: str | None, *, where: str = "split") -> str | None:
+    """Map a split name (``train``/``valid``/``test`` or a common alias) to its canonical name.
+
+    ``None`` or an empty string gives ``None``. Raises ``ValueError`` naming ``where`` otherwise.
+    """
+    if value is None:
+        return None
+    key = str(value).strip().lower()
+    if not key:
+        return None
+    if key not in _SPLIT_ALIASES:
+        raise ValueError(
+            f"{where}: unknown split {value!r}; use one of {', '.join(SPLITS)} "
+            f"(aliases: {', '.join(sorted(k for k in _SPLIT_ALIASES if k not in SPLITS))})"
+        )
+    return _SPLIT_ALIASES[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A sound event inside a clip: ``onset``/``offset`` in seconds from the clip's start."""
+
+    onset: float
+    offset: float
+    label: str
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.onset) and math.isfinite(self.offset)):
+            raise ValueError(
+                f"Event {self.label!r}: onset/offset must be finite, "
+                f"got {self.onset}, {self.offset}"
+            )
+        if self.onset < 0 or self.offset < self.onset:
+            raise ValueError(
+                f"Event {self.label!r}: need 0 <= onset <= offset, "
+                f"got onset={self.onset}, offset={self.offset}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRecord:
+    """One clip of a dataset.
+
+    Attributes:
+        path: the audio file.
+        labels: clip-level labels (names, in the dataset's ``LabelSet``); may be empty.
+        events: strong labels (sorted by onset); empty for weakly labelled sets.
+        fold: cross-validation fold (ESC-50: 1..5) or ``None``.
+        split: ``"train"``, ``"valid"``, ``"test"`` or ``None``.
+        duration: length of the audio file in seconds, when known (see :func:`with_durations`).
+        start, end: the part of the file that is the clip, in seconds (``end=None``: to the end of
+            the file). Only set when a file holds more than the clip (e.g. full AudioSet videos).
+        id: a stable identifier (file stem, YTID, relative path...); defaults to the file stem.
+    """
+
+    path: Path
+    labels: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+    fold: int | None = None
+    split: str | None = None
+    duration: float | None = None
+    start: float = 0.0
+    end: float | None = None
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if isinstance(self.labels, str):
+            raise TypeError(
+                f"ClipRecord {self.path}: labels must be a sequence of names, "
+                f"not the string {self.labels!r}"
+            )
+        object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+        object.__setattr__(
+            self, "events", tuple(sorted(self.events, key=lambda e: (e.onset, e.offset, e.label)))
+        )
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(
+                f"ClipRecord {self.path}: split must be one of {SPLITS} or None, got {self.split!r}"
+            )
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            raise ValueError(
+                f"ClipRecord {self.path}: need 0 <= start < end, "
+                f"got start={self.start}, end={self.end}"
+            )
+        if not self.id:
+            object.__setattr__(self, "id", self.path.stem)
+
+    @property
+    def clip_duration(self) -> float | None:
+        """Seconds the clip spans (``end - start``, else ``duration - start``), if known."""
+        if self.end is not None:
+            return self.end - self.start
+        if self.duration is not None:
+            return max(0.0, self.duration - self.start)
+        return None
+
+
+class LabelSet:
+    """An ordered label vocabulary: names <-> indices, multi-hot and one-hot encoding.
+
+    ``ids`` optionally holds a second identifier per label (AudioSet MIDs), usable wherever a name
+    is.
+    """
+
+    def __init__(self, names: Iterable[str], ids: Iterable[str] | None = None) -> None:
+        self.names: tuple[str, ...] = tuple(str(n) for n in names)
+        self.ids: tuple[str, ...] | None = None if ids is None else tuple(str(i) for i in ids)
+        seen: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            if name in seen:
+                raise ValueError(
+                    f"LabelSet: label {name!r} appears twice (positions {seen[name]} and {i})"
+                )
+            seen[name] = i
+        if self.ids is not None:
+            if len(self.ids) != len(self.names):
+                raise ValueError(f"LabelSet: {len(self.ids)} ids for {len(self.names)} names")
+            for i, ident in enumerate(self.ids):
+                if ident in seen and seen[ident] != i:
+                    raise ValueError(
+                        f"LabelSet: id {ident!r} is ambiguous (also a name or another id)"
+                    )
+                seen[ident] = i
+        self._index = seen
+
+    @classmethod
+    def from_records(cls, records: Iterable[ClipRecord]) -> LabelSet:
+        """The sorted set of all clip labels and event labels in ``records``."""
+        names: set[str] = set()
+        for r in records:
+            names.update(r.labels)
+            names.update(e.label for e in r.events)
+        return cls(sorted(names))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __getitem__(self, index: int) -> str:
+        return self.names[index]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelSet) and (self.names, self.ids) == (other.names, other.ids)
+
+    def __hash__(self) -> int:
+        return hash((self.names, self.ids))
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(n) for n in self.names[:5])
+        return f"LabelSet({len(self)} labels: {head}{', ...' if len(self) > 5 else ''})"
+
+    def index(self, name: str) -> int:
+        """Index of a label name (or id). Raises ``KeyError`` listing a few known labels."""
+        try:
+            return self._index[name]
+        except KeyError:
+            known = ", ".join(repr(n) for n in self.names[:8])
+            raise KeyError(
+                f"unknown label {name!r}; known labels ({len(self)}): "
+                f"{known}{', ...' if len(self) > 8 else ''}"
+            ) from None
+
+    def encode(self, labels: Iterable[str], *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Multi-hot vector ``[C]`` of ``labels``."""
+        out = torch.zeros(len(self), dtype=dtype)
+        for name in labels:
+            out[self.index(name)] = 1
+        return out
+
+    def encode_batch(
+        self, batch: Sequence[Iterable[str]], *, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Multi-hot matrix ``[B, C]``."""
+        out = torch.zeros(len(batch), len(self), dtype=dtype)
+        for b, labels in enumerate(batch):
+            for name in labels:
+                out[b, self.index(name)] = 1
+        return out
+
+    def class_index(self, labels: Sequence[str]) -> int:
+        """The class index of a single-label clip (for cross-entropy); errors if not exactly one."""
+        if len(labels) != 1:
+            raise ValueError(f"class_index: expected exactly one label, got {list(labels)!r}")
+        return self.index(labels[0])
+
+    def decode(self, scores: torch.Tensor, threshold: float = 0.5) -> tuple[str, ...]:
+        """Names whose score ``[C]`` is >= ``threshold``."""
+        if scores.ndim != 1 or scores.shape[0] != len(self):
+            raise ValueError(
+                f"decode: expected scores of shape [{len(self)}], got {list(scores.shape)}"
+            )
+        return tuple(self.names[i] for i in torch.nonzero(scores >= threshold).flatten().tolist())
+
+    def to_list(self) -> list[str]:
+        return list(self.names)
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """What a reader returns: the records, the label vocabulary and what could not be used.
+
+    ``missing`` lists files (or ids) the metadata names but that were not found (those clips are
+    left out of ``records``); ``warnings`` holds human-readable notes, also sent to ``logging``.
+    """
+
+    records: list[ClipRecord]
+    labels: LabelSet
+    kind: str = ""
+    source: Path | None = None
+    missing: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ClipRecord]:
+        return iter(self.records)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels.names)
+
+    def warn(self, message: str) -> None:
+        """Record a warning and log it."""
+        self.warnings.append(message)
+        logger.warning(message)
+
+    def select(
+        self,
+        *,
+        split: str | None = None,
+        folds: Iterable[int] | None = None,
+        exclude_folds: Iterable[int] | None = None,
+    ) -> list[ClipRecord]:
+        """Records of one split and/or some folds (ESC-50 cross-validation: ``exclude_folds``)."""
+        want_split = normalize_split(split, where="select(split=...)")
+        inc = None if folds is None else set(folds)
+        exc = set() if exclude_folds is None else set(exclude_folds)
+        return [
+            r
+            for r in self.records
+            if (want_split is None or r.split == want_split)
+            and (inc is None or r.fold in inc)
+            and r.fold not in exc
+        ]
+
+
+def with_durations(
+    records: Iterable[ClipRecord], *, overwrite: bool = False, errors: str = "raise"
+) -> list[ClipRecord]:
+    """Fill ``duration`` from each file's header (``soundfile.info``; nothing is decoded).
+
+    Only records without a duration are opened unless ``overwrite``. ``errors="raise"`` raises the
+    ``AudioError`` naming an unreadable file; ``errors="warn"`` logs it and leaves
+    ``duration=None``.
+    """
+    if errors not in ("raise", "warn"):
+        raise ValueError(f"with_durations: errors must be 'raise' or 'warn', got {errors!r}")
+    from audioflex.audio.io import AudioError, audio_info
+
+    out = []
+    for r in records:
+        if r.duration is None or overwrite:
+            try:
+                r = dataclasses.replace(r, duration=audio_info(r.path).duration)
+            except AudioError as exc:
+                if errors == "raise":
+                    raise
+                logger.warning("with_durations: %s", exc)
+        out.append(r)
+    return out

@@ -1,0 +1,236 @@
+"""Train-time augmentation: SpecAugment, mixup, gain, crops, random resolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audioflex.audio.augment import (
+    ELASTIC_FRAME_SHIFTS_MS,
+    Mixup,
+    SpecAugment,
+    elastic_frame_shifts,
+    frames_for,
+    mixup,
+    random_crop,
+    random_gain,
+    sample_beta,
+    sample_crop,
+    sample_frame_shift,
+    sample_frame_shifts,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------ SpecAugment
+
+
+def _runs(mask_row: torch.Tensor) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool tensor."""
+    runs, n = [], 0
+    for v in mask_row.tolist() + [False]:
+        if v:
+            n += 1
+        elif n:
+            runs.append(n)
+            n = 0
+    return runs
+
+
+def test_specaugment_shapes_and_masks_inside_valid_lengths() -> None:
+    aug = SpecAugment(
+        freq_mask_param=8, time_mask_param=30, num_freq_masks=2, num_time_masks=2, mask_value=-5.0
+    )
+    spec = torch.randn(4, 32, 200)
+    lengths = torch.tensor([200, 120, 40, 0])
+    out = aug(spec, lengths, generator=gen(1))
+    assert out.shape == spec.shape and out is not spec
+    masked = out == -5.0
+    valid = torch.arange(200) < lengths[:, None]
+    assert not masked[~valid[:, None, :].expand_as(masked)].any()  # padding untouched
+    assert torch.equal(out[~masked], spec[~masked])  # everything else unchanged
+    assert not masked[3].any()  # an empty clip gets no mask
+    for _ in range(20):
+        f_mask, t_mask = aug.masks((4, 32, 200), lengths, generator=None)
+        assert not (t_mask & ~valid).any()
+        for b in range(4):
+            assert sum(_runs(f_mask[b])) <= 2 * 8 and max(_runs(f_mask[b]), default=0) <= 16
+            assert all(r <= 60 for r in _runs(t_mask[b]))
+
+
+def test_specaugment_time_width_scales_with_frame_shift() -> None:
+    aug = SpecAugment(time_mask_param=192, frame_shift_ms=10.0)  # ElasticAST: 192 frames at 10 ms
+    assert int(aug.max_time_width()) == 192
+    assert int(aug.max_time_width(20.0)) == 96 and int(aug.max_time_width(40.0)) == 48
+    assert aug.max_time_width(torch.tensor([10.0, 12.0, 30.0])).tolist() == [192, 160, 64]
+    assert int(SpecAugment(time_mask_param=500, time_unit="ms").max_time_width(25.0)) == 20
+    # widths actually drawn at 40 ms never exceed 48 frames, and do exceed 48 at 10 ms
+    big = SpecAugment(time_mask_param=192, num_time_masks=1)
+    g = gen(3)
+    w40 = [
+        int(big.masks((1, 4, 1000), frame_shift_ms=40.0, generator=g)[1].sum()) for _ in range(200)
+    ]
+    w10 = [
+        int(big.masks((1, 4, 1000), frame_shift_ms=10.0, generator=g)[1].sum()) for _ in range(200)
+    ]
+    assert max(w40) <= 48 and max(w10) > 48
+    # per-clip shifts in one batch
+    _, t_mask = big.masks((2, 4, 1000), frame_shift_ms=torch.tensor([40.0, 10.0]), generator=g)
+    assert t_mask.shape == (2, 1000) and int(t_mask[0].sum()) <= 48
+
+
+def test_specaugment_list_input_and_determinism() -> None:
+    aug = SpecAugment(freq_mask_param=4, time_mask_param=10, mask_value=0.0)
+    clips = [torch.randn(16, n) + 10 for n in (50, 7, 120)]
+    a = aug(clips, frame_shift_ms=[10.0, 20.0, 10.0], generator=gen(5))
+    b = aug(clips, frame_shift_ms=[10.0, 20.0, 10.0], generator=gen(5))
+    c = aug(clips, generator=gen(6))
+    assert [x.shape for x in a] == [x.shape for x in clips]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert any((x == 0).any() for x in a)
+    spec = torch.randn(3, 16, 64)
+    assert torch.equal(aug(spec, generator=gen(9)), aug(spec, generator=gen(9)))
+
+
+def test_specaugment_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="time_unit"):
+        SpecAugment(time_unit="seconds")
+    with pytest.raises(ValueError, match=r"expected spec \[B, F, T\]"):
+        SpecAugment(4, 4)(torch.randn(16, 10))
+    with pytest.raises(ValueError, match=r"lengths must be in \[0, 10\]"):
+        SpecAugment(4, 4)(torch.randn(2, 16, 10), torch.tensor([5, 11]))
+
+
+# ----------------------------------------------------------------------------------------- mixup
+
+
+def test_mixup_label_math_multi_hot_and_one_hot() -> None:
+    x = torch.randn(6, 8, 20)
+    y = (torch.rand(6, 5) > 0.5).float()
+    xm, ym, lam, perm = mixup(x, y, alpha=0.5, generator=gen(0))
+    assert (
+        xm.shape == x.shape
+        and ym.shape == y.shape
+        and lam.shape == (6,)
+        and sorted(perm.tolist()) == list(range(6))
+    )
+    assert ((lam >= 0) & (lam <= 1)).all()
+    lam3 = lam.view(-1, 1, 1)
+    torch.testing.assert_close(xm, lam3 * x + (1 - lam3) * x[perm])
+    torch.testing.assert_close(ym, lam[:, None] * y + (1 - lam[:, None]) * y[perm])
+    # class indices -> mixed one-hot targets that sum to one
+    idx = torch.tensor([0, 2, 1, 2, 0, 1])
+    _, yc, lam_c, perm_c = mixup(x, idx, alpha=1.0, num_classes=3, generator=gen(1))
+    expected = torch.zeros(6, 3)
+    for i in range(6):
+        expected[i, idx[i]] += lam_c[i]
+        expected[i, idx[perm_c[i]]] += 1 - lam_c[i]
+    torch.testing.assert_close(yc, expected)
+    torch.testing.assert_close(yc.sum(1), torch.ones(6))
+    with pytest.raises(ValueError, match="num_classes"):
+        mixup(x, idx, generator=gen(1))
+
+
+def test_mixup_determinism_and_beta() -> None:
+    x, y = torch.randn(4, 3, 10), torch.eye(4)
+    a = mixup(x, y, alpha=0.4, generator=gen(7))
+    b = Mixup(alpha=0.4)(x, y, generator=gen(7))
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    lam = sample_beta(0.5, 20000, gen(2))
+    assert (
+        abs(float(lam.mean()) - 0.5) < 0.02 and abs(float(lam.var()) - 0.125) < 0.01
+    )  # Beta(.5,.5)
+    assert torch.equal(sample_beta(0.5, 5, gen(2)), sample_beta(0.5, 5, gen(2)))
+
+
+def test_mixup_variable_lengths_keeps_each_length() -> None:
+    clips = [torch.full((2, n), float(i + 1)) for i, n in enumerate((10, 4, 7))]
+    y = torch.eye(3)
+    for seed in range(10):
+        out, ym, lam, perm = mixup(clips, y, alpha=1.0, generator=gen(seed))
+        for i, (o, c) in enumerate(zip(out, clips)):
+            assert o.shape == c.shape
+            j, li = int(perm[i]), float(lam[i])
+            mixed_val = li * (i + 1) + (1 - li) * (j + 1)
+            n, m = c.shape[-1], clips[j].shape[-1]
+            is_mixed = torch.isclose(o[0], torch.tensor(mixed_val))
+            assert int(is_mixed.sum()) == min(n, m)  # partner covers the overlap only
+            assert torch.allclose(o[0][~is_mixed], torch.tensor(float(i + 1)))  # rest untouched
+            # the mixed part is contiguous
+            assert _runs(is_mixed) == [min(n, m)]
+    # padded batch with lengths: padding stays, valid part equals the list result
+    padded = torch.zeros(3, 2, 10)
+    for i, c in enumerate(clips):
+        padded[i, :, : c.shape[-1]] = c
+    lengths = torch.tensor([10, 4, 7])
+    out_p, *_ = mixup(padded, y, alpha=1.0, lengths=lengths, generator=gen(4))
+    out_l, *_ = mixup(clips, y, alpha=1.0, generator=gen(4))
+    for i in range(3):
+        n = int(lengths[i])
+        torch.testing.assert_close(out_p[i, :, :n], out_l[i])
+        assert (out_p[i, :, n:] == 0).all()
+
+
+# ---------------------------------------------------------------------------------- waveforms
+
+
+def test_random_gain_range_and_determinism() -> None:
+    wave = torch.rand(256, 100) * 0.5 + 0.1
+    out = random_gain(wave, -6.0, 3.0, generator=gen(0))
+    ratio_db = 20 * torch.log10(out / wave)
+    per_clip = ratio_db[:, 0]
+    assert torch.allclose(
+        ratio_db, per_clip[:, None].expand_as(ratio_db), atol=1e-4
+    )  # one gain per clip
+    assert per_clip.min() >= -6.0 - 1e-4 and per_clip.max() <= 3.0 + 1e-4
+    assert per_clip.min() < -5.0 and per_clip.max() > 2.0  # the range is used
+    assert torch.equal(out, random_gain(wave, -6.0, 3.0, generator=gen(0)))
+    assert random_gain(torch.ones(50), 0.0, 0.0).eq(1.0).all()
+    with pytest.raises(ValueError, match="min_db"):
+        random_gain(wave, 3.0, -3.0)
+
+
+def test_random_crop_lengths() -> None:
+    g = gen(0)
+    x = torch.arange(5000.0).view(1, 5000)
+    sizes = []
+    for _ in range(200):
+        crop, start = random_crop(x, (384, 3072), generator=g)  # ElasticAST: U[384, min(T, 3072)]
+        size = crop.shape[-1]
+        sizes.append(size)
+        assert 384 <= size <= 3072 and torch.equal(crop, x[..., start : start + size])
+    assert min(sizes) < 800 and max(sizes) > 2600
+    short = torch.arange(1000.0)
+    sizes_s = {random_crop(short, (384, 3072), generator=g)[0].shape[-1] for _ in range(100)}
+    assert max(sizes_s) <= 1000 and min(sizes_s) >= 384
+    assert (
+        random_crop(torch.arange(100.0), (384, 3072), generator=g)[0].shape[-1] == 100
+    )  # kept whole
+    crop, start = random_crop(x, 1024, generator=g)
+    assert crop.shape == (1, 1024)
+    start_s, dur_s = sample_crop(12.5, (3.84, 30.72), generator=g, integer=False)  # in seconds
+    assert 3.84 <= dur_s <= 12.5 and 0 <= start_s <= 12.5 - dur_s
+    assert frames_for(10.24, 10.0) == 1024 and frames_for(10.24, 40.0) == 256
+    a = [sample_crop(5000, (384, 3072), generator=gen(11)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+
+
+def test_random_resolution() -> None:
+    assert (
+        ELASTIC_FRAME_SHIFTS_MS
+        == elastic_frame_shifts()
+        == tuple(float(v) for v in range(10, 41, 2))
+    )
+    g = gen(0)
+    draws = [sample_frame_shift(generator=g) for _ in range(2000)]
+    assert set(draws) == set(ELASTIC_FRAME_SHIFTS_MS)
+    assert sample_frame_shifts(8, (10.0, 20.0), generator=gen(3)) == sample_frame_shifts(
+        8, (10.0, 20.0), generator=gen(3)
+    )
+    assert sample_frame_shift((25.0,)) == 25.0
+    with pytest.raises(ValueError, match="empty"):
+        sample_frame_shift(())
