@@ -1,0 +1,60 @@
+"""Evaluation: clip and SED metrics, event post-processing, any-length inference.
+
+``metrics`` and ``events`` are re-exported here; ``detection`` (sliding-window inference) and
+``lengths`` are imported from their modules. ``sed_eval`` / ``psds_eval`` load only when an SED
+metric is called.
+"""
+
+from audioflex.evaluate.events import (
+    Event,
+    FileEvent,
+    as_event,
+    events_by_file,
+    events_to_frame_targets,
+    frames_to_events,
+    read_events,
+    read_events_json,
+    read_events_tsv,
+    write_events_json,
+    write_events_tsv,
+)
+from audioflex.evaluate.metrics import (
+    accuracy,
+    class_auc,
+    class_average_precision,
+    clip_metrics,
+    d_prime,
+    event_based_metrics,
+    mean_auc,
+    mean_average_precision,
+    onset_event_metrics,
+    psds,
+    segment_based_metrics,
+    top_k_accuracy,
+)
+
+__all__ = [
+    "Event",
+    "FileEvent",
+    "accuracy",
+    "as_event",
+    "class_auc",
+    "class_average_precision",
+    "clip_metrics",
+    "d_prime",
+    "event_based_metrics",
+    "events_by_file",
+    "events_to_frame_targets",
+    "frames_to_events",
+    "mean_auc",
+    "mean_average_precision",
+    "onset_event_metrics",
+    "psds",
+    "read_events",
+    "read_events_json",
+    "read_events_tsv",
+    "segment_based_metrics",
+    "top_k_accuracy",
+    "write_events_json",
+    "write_events_tsv",
+]

@@ -1,0 +1,416 @@
+"""Sound events: frame activity -> events, events -> frame targets, DESED TSV / JSON files.
+
+Time is in seconds. Frame ``t`` of a frame-wise output with hop ``h`` covers ``[t * h, (t + 1) * h)``
+(plus an optional ``offset_s``), so an event made of frames ``a..b`` spans ``[a * h, (b + 1) * h)``.
+
+Post-processing order in :func:`frames_to_events` (the DCASE/DESED baseline recipe):
+threshold -> median filter (over time, per class) -> connected segments -> merge gaps shorter
+than ``merge_gap_s`` -> drop events shorter than ``min_duration_s`` -> seconds (optionally cut at
+``duration_s``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from audioflex.data.records import Event
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Event",
+    "FileEvent",
+    "TSV_HEADER",
+    "as_event",
+    "events_by_file",
+    "events_to_frame_targets",
+    "frames_to_events",
+    "median_filter_frames",
+    "read_events",
+    "read_events_json",
+    "read_events_tsv",
+    "write_events_json",
+    "write_events_tsv",
+]
+
+TSV_HEADER = ("filename", "onset", "offset", "event_label")
+_EPS = 1e-9  # tolerance (in frames or seconds) for "shorter than" and frame-boundary decisions
+
+PerClass = Union[float, Sequence[float], Mapping[str, float], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEvent(Event):
+    """An :class:`Event` that also names its audio file (what :func:`frames_to_events` returns when
+    given a ``filename``, and what a flat event list written to TSV needs)."""
+
+    filename: str = ""
+
+
+# ------------------------------------------------------------------------------------ conversion
+def as_event(obj: Any, *, where: str = "event") -> Event:
+    """An :class:`Event` from an ``Event``-like object (``onset``, ``offset``, ``label`` or
+    ``event_label`` attributes), a dict with those keys, or an ``(onset, offset, label)`` tuple.
+    A ``filename`` attribute/key is kept (as a :class:`FileEvent`)."""
+    if isinstance(obj, Event):
+        return obj
+    if isinstance(obj, Mapping):
+        get = obj.get
+    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
+        return Event(float(obj[0]), float(obj[1]), str(obj[2]))
+    else:
+
+        def get(key: str, default: Any = None) -> Any:
+            return getattr(obj, key, default)
+
+    label = get("label", None)
+    if label is None:
+        label = get("event_label", None)
+    onset, offset = get("onset", None), get("offset", None)
+    if onset is None or offset is None or label is None:
+        raise TypeError(
+            f"{where}: cannot read an event from {obj!r}; give an Event, a dict with "
+            "onset/offset/event_label (or label), or an (onset, offset, label) tuple"
+        )
+    filename = get("filename", None)
+    if filename:
+        return FileEvent(float(onset), float(offset), str(label), str(filename))
+    return Event(float(onset), float(offset), str(label))
+
+
+def events_by_file(events: Iterable[Any]) -> dict[str, list[Event]]:
+    """Group a flat list of events that carry a ``filename`` into ``{filename: [Event]}`` (plain
+    :class:`Event` values, sorted by onset)."""
+    out: dict[str, list[Event]] = {}
+    for i, e in enumerate(events):
+        ev = as_event(e, where=f"events[{i}]")
+        name = getattr(ev, "filename", "")
+        if not name:
+            raise ValueError(
+                f"events[{i}] ({ev}) has no filename; pass a {{filename: [events]}} mapping instead "
+                "of a flat list, or give events a filename (frames_to_events(..., filename=...))"
+            )
+        out.setdefault(name, []).append(Event(ev.onset, ev.offset, ev.label))
+    return {k: sorted(v, key=_sort_key) for k, v in out.items()}
+
+
+def _sort_key(e: Event) -> tuple[float, float, str]:
+    return (e.onset, e.offset, e.label)
+
+
+def _per_class(value: PerClass, labels: Sequence[str], name: str, default: float) -> np.ndarray:
+    """A ``[C]`` float array from a scalar, a per-class sequence or a ``{label: value}`` mapping
+    (labels missing from the mapping get ``default``)."""
+    c = len(labels)
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(labels))
+        if unknown:
+            raise ValueError(f"{name}: unknown label(s) {unknown}; known labels: {list(labels)[:10]}")
+        return np.array([float(value.get(lab, default)) for lab in labels], dtype=np.float64)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(c, float(arr))
+    if arr.shape != (c,):
+        raise ValueError(f"{name}: got {arr.shape[0] if arr.ndim == 1 else arr.shape} values for {c} classes; "
+                         "give one value, one per class, or a {label: value} dict")
+    return arr
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor on any device
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+# ---------------------------------------------------------------------------- frames -> events
+def median_filter_frames(active: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Median-filter each class of ``active [T, C]`` over time with its own window (frames; odd,
+    ``<= 1`` means no filtering). Edges repeat the first/last frame."""
+    out = np.array(active, copy=True)
+    for c, size in enumerate(sizes):
+        if size > 1:
+            col = active[:, c].astype(np.uint8) if active.dtype == bool else active[:, c]
+            out[:, c] = median_filter(col, size=int(size), mode="nearest")
+    return out
+
+
+def _segments(col: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of ``True`` in a 1-D bool array as ``(first, last)`` frame pairs (inclusive)."""
+    padded = np.concatenate([[False], col, [False]]).astype(np.int8)
+    d = np.diff(padded)
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1) - 1
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def frames_to_events(
+    probs: Any,
+    frame_hop_s: float,
+    labels: Sequence[str],
+    thresholds: PerClass = 0.5,
+    median_filter_s: PerClass = 0.0,
+    min_duration_s: PerClass = 0.0,
+    merge_gap_s: PerClass = 0.0,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+    filename: str | None = None,
+) -> list[Event]:
+    """Frame-wise class probabilities ``[T, C]`` -> a list of events, sorted by onset.
+
+    Args:
+        probs: ``[T, C]`` scores in [0, 1] (numpy array or tensor).
+        frame_hop_s: seconds between frames.
+        labels: the ``C`` class names.
+        thresholds: a frame is active where ``prob >= threshold``; one value, one per class, or a
+            ``{label: value}`` dict (missing labels use 0.5).
+        median_filter_s: median filter window in seconds over the binary activity (per class
+            possible; missing labels 0). The window is ``round(s / hop)`` frames, made odd by
+            adding one if even; 1 frame or less means no filtering.
+        min_duration_s: events shorter than this are dropped (after gap merging; per class).
+        merge_gap_s: two events of a class separated by a gap shorter than this are merged
+            (per class).
+        offset_s: time of frame 0 (e.g. a window's start in a long file).
+        duration_s: cut offsets at this time (same axis as the output, i.e. including
+            ``offset_s``); events starting at or after it are dropped.
+        filename: if given, events are :class:`FileEvent` values carrying it.
+
+    Returns:
+        Events with ``onset = offset_s + first * hop``, ``offset = offset_s + (last + 1) * hop``
+        (rounded to 1e-9 s).
+    """
+    p = _to_numpy(probs)
+    labels = list(labels)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be [T, C] (frames x classes), got shape {p.shape}")
+    if p.shape[1] != len(labels):
+        raise ValueError(f"probs has {p.shape[1]} classes but {len(labels)} labels were given")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs contains NaN or inf; check the model output before post-processing")
+    if not (frame_hop_s > 0 and math.isfinite(frame_hop_s)):
+        raise ValueError(f"frame_hop_s must be a positive number of seconds, got {frame_hop_s}")
+    thr = _per_class(thresholds, labels, "thresholds", 0.5)
+    med = _per_class(median_filter_s, labels, "median_filter_s", 0.0)
+    min_dur = _per_class(min_duration_s, labels, "min_duration_s", 0.0)
+    gap = _per_class(merge_gap_s, labels, "merge_gap_s", 0.0)
+    for name, arr in (("median_filter_s", med), ("min_duration_s", min_dur), ("merge_gap_s", gap)):
+        if np.any(arr < 0):
+            raise ValueError(f"{name} must be >= 0 seconds, got {arr.tolist()}")
+
+    active = p >= thr[None, :]
+    sizes = []
+    for s in med:
+        n = int(round(s / frame_hop_s))
+        sizes.append(n + 1 if n > 1 and n % 2 == 0 else n)
+    active = median_filter_frames(active, sizes)
+
+    events: list[Event] = []
+    for c, label in enumerate(labels):
+        segs = _segments(active[:, c])
+        merged: list[list[int]] = []
+        for a, b in segs:
+            if merged and (a - merged[-1][1] - 1) * frame_hop_s < gap[c] - _EPS:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        for a, b in merged:
+            if (b - a + 1) * frame_hop_s < min_dur[c] - _EPS:
+                continue
+            on = offset_s + a * frame_hop_s
+            off = offset_s + (b + 1) * frame_hop_s
+            if duration_s is not None:
+                if on >= duration_s:
+                    continue
+                off = min(off, duration_s)
+            on, off = round(on, 9), round(off, 9)
+            if filename is not None:
+                events.append(FileEvent(on, off, label, filename))
+            else:
+                events.append(Event(on, off, label))
+    events.sort(key=_sort_key)
+    return events
+
+
+# ---------------------------------------------------------------------------- events -> frames
+def events_to_frame_targets(
+    events: Iterable[Any],
+    labels: Sequence[str],
+    num_frames: int,
+    frame_hop_s: float,
+    *,
+    rule: str = "any",
+    offset_s: float = 0.0,
+) -> np.ndarray:
+    """Strong labels -> frame targets ``[num_frames, C]`` (float32, 0/1) for frame-level training.
+
+    Frame ``t`` covers ``[offset_s + t * hop, offset_s + (t + 1) * hop)``. With ``rule="any"`` a frame
+    is active if the event overlaps it at all (a zero-length event marks the frame holding its
+    onset); with ``rule="half"`` only if the overlap is at least half a frame. Parts of events
+    outside the frames are ignored. Unknown labels raise ``ValueError``.
+    """
+    if rule not in ("any", "half"):
+        raise ValueError(f"rule must be 'any' or 'half', got {rule!r}")
+    if num_frames < 0:
+        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
+    if not (frame_hop_s > 0 and math.isfinite(frame_hop_s)):
+        raise ValueError(f"frame_hop_s must be a positive number of seconds, got {frame_hop_s}")
+    labels = list(labels)
+    index = {lab: i for i, lab in enumerate(labels)}
+    out = np.zeros((num_frames, len(labels)), dtype=np.float32)
+    t = np.arange(num_frames, dtype=np.float64)
+    for i, e in enumerate(events):
+        ev = as_event(e, where=f"events[{i}]")
+        if ev.label not in index:
+            raise ValueError(
+                f"events[{i}]: label {ev.label!r} is not among the {len(labels)} labels "
+                f"({labels[:8]}{'...' if len(labels) > 8 else ''})"
+            )
+        a = (ev.onset - offset_s) / frame_hop_s
+        b = (ev.offset - offset_s) / frame_hop_s
+        if b - a <= _EPS:  # zero-length: the frame holding the onset
+            if rule == "any":
+                k = math.floor(a + _EPS)
+                if 0 <= k < num_frames:
+                    out[k, index[ev.label]] = 1.0
+            continue
+        overlap = np.minimum(b, t + 1) - np.maximum(a, t)
+        need = _EPS if rule == "any" else 0.5 - _EPS
+        out[overlap >= need, index[ev.label]] = 1.0
+    return out
+
+
+# ------------------------------------------------------------------------------------------ files
+EventsInput = Union[Mapping[str, Iterable[Any]], Iterable[Any]]
+
+
+def _as_mapping(events: EventsInput) -> dict[str, list[Event]]:
+    if isinstance(events, Mapping):
+        out: dict[str, list[Event]] = {}
+        for name, evs in events.items():
+            out[str(name)] = sorted(
+                (as_event(e, where=f"events[{name!r}]") for e in evs), key=_sort_key
+            )
+        return out
+    return events_by_file(events)
+
+
+def _fmt(x: float, decimals: int) -> str:
+    s = f"{x:.{decimals}f}"
+    return s.rstrip("0").rstrip(".") if "." in s else s
+
+
+def write_events_tsv(path: str | Path, events: EventsInput, *, decimals: int = 3) -> Path:
+    """Write events as a DESED TSV (``filename\\tonset\\toffset\\tevent_label``, header line, one
+    row per event, times rounded to ``decimals``).
+
+    ``events`` is ``{filename: [events]}`` or a flat list of events carrying ``filename``. Files
+    without events get no row (the DESED convention); keep them with :func:`write_events_json`.
+    """
+    data = _as_mapping(events)
+    for name in data:
+        if any(ch in name for ch in "\t\n\r"):
+            raise ValueError(f"write_events_tsv: filename {name!r} contains a tab or newline")
+    for name, evs in data.items():
+        for e in evs:
+            if any(ch in e.label for ch in "\t\n\r"):
+                raise ValueError(f"write_events_tsv: label {e.label!r} of {name!r} contains a tab or newline")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        f.write("\t".join(TSV_HEADER) + "\n")
+        for name, evs in data.items():
+            for e in evs:
+                f.write(f"{name}\t{_fmt(e.onset, decimals)}\t{_fmt(e.offset, decimals)}\t{e.label}\n")
+    return path
+
+
+def read_events_tsv(path: str | Path) -> dict[str, list[Event]]:
+    """Read a DESED-style TSV into ``{filename: [Event]}`` (sorted by onset).
+
+    Needs a header naming ``filename``, ``onset``, ``offset`` and ``event_label`` (any order, other
+    columns ignored). Rows with empty onset/offset/label list a file without events.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"events TSV {path} does not exist")
+    out: dict[str, list[Event]] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file; expected a header {'/'.join(TSV_HEADER)}")
+        header = [h.strip() for h in header]
+        missing = [h for h in TSV_HEADER if h not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: header {header} lacks column(s) {missing}; a DESED TSV starts with "
+                f"'{chr(9).join(TSV_HEADER)}' (tab-separated)"
+            )
+        col = {h: header.index(h) for h in TSV_HEADER}
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not x.strip() for x in row):
+                continue
+            row = row + [""] * (len(header) - len(row))
+            name = row[col["filename"]].strip()
+            on, off, label = (row[col[k]].strip() for k in ("onset", "offset", "event_label"))
+            if not name:
+                raise ValueError(f"{path}:{line_no}: empty filename")
+            evs = out.setdefault(name, [])
+            if not on and not off and not label:
+                continue
+            if not label:
+                raise ValueError(f"{path}:{line_no}: empty event_label in row {row!r}")
+            try:
+                evs.append(Event(float(on), float(off), label))
+            except ValueError as e:
+                raise ValueError(f"{path}:{line_no}: bad event row {row!r}: {e}") from None
+    return {k: sorted(v, key=_sort_key) for k, v in out.items()}
+
+
+def write_events_json(path: str | Path, events: EventsInput, *, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``{"files": {filename: [{"onset", "offset", "event_label"}]}, **extra}`` (files without
+    events are kept, as empty lists)."""
+    data = _as_mapping(events)
+    doc: dict[str, Any] = {
+        "files": {
+            name: [{"onset": e.onset, "offset": e.offset, "event_label": e.label} for e in evs]
+            for name, evs in data.items()
+        }
+    }
+    if extra:
+        doc.update(extra)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return path
+
+
+def read_events_json(path: str | Path) -> dict[str, list[Event]]:
+    """Read ``{"files": {filename: [events]}}`` (as written by :func:`write_events_json` and
+    ``audioflex detect``) or a bare ``{filename: [events]}`` JSON into ``{filename: [Event]}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"events JSON {path} does not exist")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("files"), dict):
+        doc = doc["files"]
+    if not isinstance(doc, dict) or not all(isinstance(v, list) for v in doc.values()):
+        raise ValueError(f"{path}: expected {{filename: [{{onset, offset, event_label}}, ...]}}")
+    return _as_mapping(doc)
+
+
+def read_events(path: str | Path) -> dict[str, list[Event]]:
+    """:func:`read_events_json` for ``.json`` files, else :func:`read_events_tsv`."""
+    return read_events_json(path) if Path(path).suffix.lower() == ".json" else read_events_tsv(path)
