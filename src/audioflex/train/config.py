@@ -1,0 +1,306 @@
+"""Training configuration: dataclasses read from / written to YAML, with ``a.b=value`` overrides.
+
+A config file mirrors :class:`TrainConfig`::
+
+    model: {name: elastic_ast_tiny, kwargs: {depth: 4}}
+    frontend: {frame_shift_ms: 10}          # overrides of the model's default front end
+    data: {train: {path: data/esc50, exclude_folds: [1]}, valid: {path: data/esc50, folds: [1]}}
+    optim: {name: adamw, lr: 1.0e-4, warmup_steps: 100}
+    max_steps: 1000
+
+``--set optim.lr=3e-4`` style overrides are parsed with YAML (``true``, ``[10, 20]``, ``null``).
+Unknown keys are errors that list the known ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit :class:`TrainConfig` (names the key)."""
+
+
+@dataclass
+class ModelConfig:
+    """Which model to train.
+
+    ``name``: a registered model (``audioflex models``); ``kwargs`` override its defaults
+    (``num_classes`` and ``num_mel_bins`` are set from the data and front end). ``init_from``: a
+    checkpoint directory to start from (e.g. a converted AST); its weights are loaded with
+    ``init_strict`` (default False: missing/unexpected keys are logged) and tensors whose shape
+    differs (the classifier of another label set) are left freshly initialised. With
+    ``name: null`` the checkpoint's own model name and arguments are used.
+    """
+
+    name: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    init_strict: bool = False
+
+
+@dataclass
+class DataSpec:
+    """One dataset selection: ``read_dataset(path, kind)`` then a split and/or folds."""
+
+    path: str | None = None
+    kind: str | None = None
+    split: str | None = None
+    folds: list[int] | None = None
+    exclude_folds: list[int] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Data, batching and crop policy.
+
+    ``max_seconds`` caps native-length clips (packed models); ``clip_seconds`` is the crop of
+    fixed-length models (default: the front end's ``target_length`` span). ``max_tokens`` is the
+    per-rank token budget of packed batches; ``batch_size`` the per-rank clips of fixed models.
+    ``balanced``: AudioSet-style class-balanced sampling with replacement, ``epoch_size`` clips
+    per epoch (default: the dataset size). ``multilabel``: None = inferred (any clip with more
+    than one label).
+    """
+
+    train: DataSpec = field(default_factory=DataSpec)
+    valid: DataSpec | None = None
+    multilabel: bool | None = None
+    max_seconds: float | None = 10.0
+    eval_max_seconds: float | None = None
+    clip_seconds: float | None = None
+    eval_crop: str = "start"
+    max_tokens: int = 2048
+    max_clips: int | None = None
+    batch_size: int = 12
+    eval_batch_size: int | None = None
+    balanced: bool = False
+    epoch_size: int | None = None
+    num_workers: int = 0
+    drop_last: bool = False
+
+
+@dataclass
+class AugmentConfig:
+    """Train-time augmentation. ``time_mask`` is in frames at 10 ms (scaled to each clip's shift).
+
+    ``frame_shifts_ms``: random resolution (ElasticAST: ``[10, 12, ..., 40]``); empty = fixed.
+    """
+
+    freq_mask: int = 0
+    time_mask: int = 0
+    num_freq_masks: int = 1
+    num_time_masks: int = 1
+    mixup_alpha: float = 0.0
+    mixup_prob: float = 1.0
+    gain_db: float = 0.0
+    frame_shifts_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule: linear warm-up, then ``cosine`` (to ``min_lr_ratio * lr``),
+    ``step`` (× ``gamma`` every ``step_size`` steps after ``step_start``) or ``constant``."""
+
+    name: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    step_size: int = 1000
+    step_start: int = 0
+    gamma: float = 0.5
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs (see the module docstring for the YAML form).
+
+    ``max_steps``: optimiser steps (or ``epochs`` full passes when ``max_steps`` is None).
+    ``eval_every``/``save_every``: in optimiser steps (``save_every`` None = ``eval_every``).
+    ``amp``: ``auto`` (bf16 on CUDA where supported, off on CPU), ``bf16``, ``fp16`` (CUDA) or
+    ``no``. ``loss``: ``auto`` (BCE if multi-label, else CE), ``bce`` or ``ce``. ``resume``: a run
+    directory (or its ``last/`` checkpoint) to continue. ``out_dir``: the run directory
+    (default ``runs/<model name>``).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    frontend: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    max_steps: int | None = 1000
+    epochs: int | None = None
+    eval_every: int = 500
+    save_every: int | None = None
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    loss: str = "auto"
+    out_dir: str | None = None
+    resume: str | None = None
+    progress: bool = True
+    tensorboard: bool = True
+    keep_best: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of the config (written to ``path`` when given)."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+def _strip_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a dict, recursively, naming unknown keys."""
+    if data is None:
+        return cls()
+    if isinstance(data, str) and "path" in {f.name for f in dataclasses.fields(cls)}:
+        data = {"path": data}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - fields
+    if unknown:
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {sorted(unknown)}; known keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = _strip_optional(hints[name])
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(tp):
+            optional = tp is not hints[name]
+            kwargs[name] = None if value is None and optional else _build(tp, value, key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    if value is None:
+        return None
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if tp in (int, bool, str) and not isinstance(value, tp):
+        if tp is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if tp is str and isinstance(value, (int, float)):
+            return str(value)
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.lr=3e-4")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    # YAML reads 1e-4 as a string; numbers without a dot are read as such
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value) if any(c in value for c in ".eE") else value
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides to a config dict (in place; returned)."""
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = data
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def load_config(
+    path: str | Path | dict[str, Any] | TrainConfig | None = None, overrides: typing.Iterable[str] = ()
+) -> TrainConfig:
+    """Read a :class:`TrainConfig` from YAML (or a dict/config) and apply ``key=value`` overrides.
+
+    ``path`` may be a run directory (its ``config.yaml`` is read). Raises :class:`ConfigError`
+    naming the file and key for unknown keys or wrong types.
+    """
+    if isinstance(path, TrainConfig):
+        data = path.to_dict()
+        where = "config"
+    elif isinstance(path, dict):
+        data = dict(path)
+        where = "config"
+    elif path is None:
+        data, where = {}, "config"
+    else:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "config.yaml"
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: invalid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of config sections")
+        where = str(p)
+    data = apply_overrides(data, overrides)
+    try:
+        return _build(TrainConfig, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+__all__ = [
+    "AugmentConfig",
+    "ConfigError",
+    "DataConfig",
+    "DataSpec",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+]

@@ -1,0 +1,123 @@
+"""Training state on disk without pickle: tensors in safetensors, everything else in JSON.
+
+``train_state.safetensors`` holds optimiser tensors (``optim/<param id>/<name>``) and RNG states
+(``rng/torch/<rank>``, ``rng/cuda/<rank>/<device>``); ``train_state.json`` holds the step, the
+sampler position, the best metric, optimiser scalars and hyper-parameters, and the numpy/python
+RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_TENSORS = "train_state.safetensors"
+STATE_JSON = "train_state.json"
+
+
+def flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``optimizer.state_dict()`` -> (tensors, JSON-ready rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim/{pid}/{k}"] = v.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    groups = []
+    for g in sd["param_groups"]:
+        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()})
+    return tensors, {"scalars": scalars, "param_groups": groups}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if not key.startswith("optim/"):
+            continue
+        _, pid, name = key.split("/", 2)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, st in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(st)
+    groups = []
+    for g in meta["param_groups"]:
+        g = dict(g)
+        if "betas" in g and isinstance(g["betas"], list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def rng_tensors(rank: int) -> dict[str, torch.Tensor]:
+    """This process's torch (and CUDA) RNG states as tensors."""
+    out = {f"rng/torch/{rank}": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for d, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng/cuda/{rank}/{d}"] = s
+    return out
+
+
+def host_rng_state() -> dict[str, Any]:
+    """numpy and python RNG states, JSON-ready."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the legacy global RNG is what users seed)
+    version, internal, gauss = random.getstate()
+    return {
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss],
+    }
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], host: dict[str, Any] | None, rank: int) -> bool:
+    """Restore this rank's RNG states; returns False when the checkpoint has none for the rank."""
+    key = f"rng/torch/{rank}"
+    if key not in tensors:
+        return False
+    torch.set_rng_state(tensors[key])
+    if torch.cuda.is_available():
+        cuda = sorted(k for k in tensors if k.startswith(f"rng/cuda/{rank}/"))
+        if cuda:
+            torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    if host and rank == 0:
+        name, keys, pos, has_gauss, cached = host["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+        version, internal, gauss = host["python"]
+        random.setstate((version, tuple(internal), gauss))
+    return True
+
+
+def write_state(directory: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / STATE_TENSORS))
+    (directory / STATE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def read_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    js, st = directory / STATE_JSON, directory / STATE_TENSORS
+    if not js.is_file() or not st.is_file():
+        raise FileNotFoundError(
+            f"{directory}: no {STATE_JSON}/{STATE_TENSORS}; resume needs a run directory or its last/ checkpoint"
+        )
+    return load_file(str(st)), json.loads(js.read_text())
+
+
+__all__ = [
+    "STATE_JSON",
+    "STATE_TENSORS",
+    "flatten_optimizer",
+    "host_rng_state",
+    "read_state",
+    "restore_rng",
+    "rng_tensors",
+    "unflatten_optimizer",
+    "write_state",
+]
