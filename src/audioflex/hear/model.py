@@ -1,0 +1,562 @@
+"""HEAR 2021 embedding model over any audioflex checkpoint (REFERENCE.md §4, §6).
+
+:class:`EmbeddingModel` wraps a model and its front end and computes
+
+- **timestamp embeddings**: one vector per timestamp ``t_i = i * hop_ms`` (``i = 0 ..
+  floor(N / hop)``, so the last timestamp is never past the audio's end). The vector of ``t_i``
+  comes from a waveform window of ``window_ms`` centred on ``t_i`` (reflect padding at the clip
+  edges, zeros beyond one reflection for clips shorter than half a window); with several
+  ``levels`` (window lengths) the vectors of all levels are concatenated, and ``include_mel``
+  appends the raw front-end frames of a short window (PaSST's ``2lvl+mel``).
+- **scene embeddings**: one forward over the whole clip when it is at most ``scene_window_ms``
+  long, else the mean of window vectors (``scene_window_ms`` windows every ``scene_hop_ms``).
+
+The vector of one window is ``[logits (C) if include_logits] + [features]``, where ``features``
+is the model's pooled embedding (``layers=None``) or the pooled outputs of the requested blocks,
+concatenated (``layer_mode="concat"``) or averaged (``"mean"``). What a block output pooled means
+per family:
+
+- AST / PaSST (``[B, n_tok + N, D]`` with CLS/distillation tokens): the mean of the patch tokens
+  (``layer_pool="tokens"``, default) or of the CLS/distillation tokens (``"cls"``); block outputs
+  are the raw residual stream (before the final LayerNorm).
+- ElasticAST (packed ``[N_total, D]``): the mean of each window's tokens (masked by segment);
+  ``"cls"`` is not available (no CLS token).
+- HTS-AT (``[B, N_stage, D_stage]``, Swin blocks numbered across stages): the mean of all tokens of
+  the folded 1024-frame image (including the zero-padded part of short windows). Stages have
+  different widths, so ``layer_mode="mean"`` needs blocks of one stage.
+
+Windows are never run one by one: the windows of all clips are gathered into batches (about
+``max_frames`` input frames per forward; token-budget ``PackedBatch``es for ElasticAST) and run
+through the front end and the model together. Long inputs are processed block by block
+(:class:`AudioSource`), so memory is bounded by one batch plus the output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from audioflex.audio.frontend.base import Frontend, build_frontend
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("ast", "elastic_ast", "passt", "htsat")
+_MEL_MS = 60.0
+
+
+# ---------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Options of :func:`audioflex.hear.load_model` (all keyword arguments / ``model_options``).
+
+    Attributes:
+        hop_ms: timestamp hop (>= the front end's frame hop).
+        window_ms: receptive field of one timestamp embedding (ignored when ``levels`` is set).
+        levels: several window lengths (ms) whose vectors are concatenated, e.g. ``(160, 800)``.
+        layers: block indices (negative counts from the end) whose pooled outputs replace the
+            final features; ``None`` = the model's own clip embedding.
+        layer_mode: ``"concat"`` or ``"mean"`` over ``layers``.
+        layer_pool: ``"tokens"`` (patch tokens) or ``"cls"`` (CLS/distillation tokens; AST, PaSST).
+        include_logits: prepend the raw logits (no sigmoid); ``None`` = True for PaSST (as the
+            reference's ``mode="all"``), False otherwise.
+        include_mel: append the flattened front-end frames of a ``mel_ms`` window (timestamp
+            embeddings only).
+        mel_ms: window of the raw front-end frames.
+        scene_window_ms: longest clip embedded in one forward (default: the model's native span,
+            10 s for PaSST); longer clips average windows of this length.
+        scene_hop_ms: hop of those windows (default: a quarter window).
+        max_frames: input frames per forward pass (batch size control).
+        stream_s: seconds of timestamps computed per block (bounds memory for long inputs).
+    """
+
+    hop_ms: float = 50.0
+    window_ms: float = 160.0
+    levels: tuple[float, ...] | None = None
+    layers: tuple[int, ...] | None = None
+    layer_mode: str = "concat"
+    layer_pool: str = "tokens"
+    include_logits: bool | None = None
+    include_mel: bool = False
+    mel_ms: float = _MEL_MS
+    scene_window_ms: float | None = None
+    scene_hop_ms: float | None = None
+    max_frames: int = 16384
+    stream_s: float = 120.0
+
+    @classmethod
+    def parse(cls, model_options: str | dict[str, Any] | None = None, **kwargs: Any) -> EmbedOptions:
+        """Options from a JSON string / dict (as HEAR runners pass) merged with keyword arguments."""
+        opts: dict[str, Any] = {}
+        if model_options:
+            if isinstance(model_options, str):
+                try:
+                    model_options = json.loads(model_options)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"model_options: not valid JSON ({e}): {model_options!r}") from e
+            if not isinstance(model_options, dict):
+                raise ValueError(f"model_options must be a JSON object, got {model_options!r}")
+            opts.update(model_options)
+        opts.update(kwargs)
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(opts) - known)
+        if unknown:
+            raise ValueError(f"unknown embedding option(s) {unknown}; known options: {sorted(known)}")
+        for key in ("levels", "layers"):
+            v = opts.get(key)
+            if v is not None:
+                opts[key] = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+        out = cls(**opts)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad option."""
+        def pos(name: str, v: float | None) -> None:
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+                raise ValueError(f"{name} must be a positive number of milliseconds, got {v!r}")
+
+        pos("hop_ms", self.hop_ms)
+        pos("window_ms", self.window_ms)
+        pos("mel_ms", self.mel_ms)
+        pos("scene_window_ms", self.scene_window_ms)
+        pos("scene_hop_ms", self.scene_hop_ms)
+        if self.levels is not None:
+            if not self.levels:
+                raise ValueError("levels must list at least one window length (ms)")
+            for v in self.levels:
+                pos("levels", v)
+        if self.layers is not None and (
+            not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers)
+        ):
+            raise ValueError(f"layers must be a non-empty list of block indices, got {self.layers!r}")
+        if self.layer_mode not in ("concat", "mean"):
+            raise ValueError(f"layer_mode must be 'concat' or 'mean', got {self.layer_mode!r}")
+        if self.layer_pool not in ("tokens", "cls"):
+            raise ValueError(f"layer_pool must be 'tokens' or 'cls', got {self.layer_pool!r}")
+        if self.max_frames < 1 or self.stream_s <= 0:
+            raise ValueError("max_frames must be >= 1 and stream_s > 0")
+
+    @property
+    def window_levels(self) -> tuple[float, ...]:
+        return tuple(self.levels) if self.levels is not None else (self.window_ms,)
+
+
+# ---------------------------------------------------------------------------- audio sources
+
+
+class AudioSource:
+    """Random access to a mono waveform of ``num_samples`` samples at the model's rate."""
+
+    num_samples: int
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Samples ``[stop - start]`` with ``0 <= start < stop <= num_samples``."""
+        raise NotImplementedError
+
+
+class TensorSource(AudioSource):
+    """A waveform ``[N]`` already in memory."""
+
+    def __init__(self, wave: torch.Tensor) -> None:
+        self.wave = wave
+        self.num_samples = int(wave.shape[-1])
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        return self.wave[start:stop]
+
+
+class FileSource(AudioSource):
+    """An audio file read block by block (resampled per block, with a margin, if needed)."""
+
+    def __init__(self, path: str | Path, sample_rate: int, margin_s: float = 0.05) -> None:
+        from audioflex.audio.io import audio_info
+
+        self.path = path
+        self.sample_rate = sample_rate
+        info = audio_info(path)
+        if info.frames <= 0:
+            from audioflex.audio.io import AudioError
+
+            raise AudioError(f"{path}: contains no samples; re-export or skip it")
+        self.file_rate = info.sample_rate
+        self.num_samples = max(1, round(info.frames * sample_rate / self.file_rate))
+        self.margin = 0 if self.file_rate == sample_rate else int(margin_s * self.file_rate)
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        from audioflex.audio.io import load_audio, resample
+
+        fr, sr = self.file_rate, self.sample_rate
+        if fr == sr:
+            out = load_audio(self.path, None, offset=start / sr, duration=(stop - start) / sr)
+        else:
+            lo = max(0, math.floor(start * fr / sr) - self.margin)
+            hi = math.ceil(stop * fr / sr) + self.margin
+            raw = load_audio(self.path, None, offset=lo / fr, duration=(hi - lo) / fr)
+            res = resample(raw, fr, sr)
+            k0 = round(lo * sr / fr)  # global index of res[0]
+            out = res[start - k0 : stop - k0]
+        if out.shape[-1] < stop - start:  # rounding at the file's end: pad with the last value
+            out = torch.nn.functional.pad(out, (0, stop - start - out.shape[-1]))
+        return out[: stop - start]
+
+
+def _reflect(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reflect-pad sample indices (as ``F.pad(mode="reflect")``); -> (indices, valid mask)."""
+    if n > 1:
+        idx = torch.where(idx < 0, -idx, idx)
+        idx = torch.where(idx >= n, 2 * (n - 1) - idx, idx)
+    valid = (idx >= 0) & (idx < n)
+    return idx.clamp(0, n - 1), valid
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def _family(model: nn.Module) -> str:
+    name = type(model).__name__
+    return {"AST": "ast", "ElasticAST": "elastic_ast", "PaSST": "passt", "HTSAT": "htsat"}.get(name, "")
+
+
+def _num_blocks(model: nn.Module) -> int:
+    if hasattr(model, "blocks"):
+        return len(model.blocks)
+    return sum(len(stage.blocks) for stage in model.layers)  # HTS-AT
+
+
+@dataclass
+class _Window:
+    """Timestamps to embed: per clip, ``count`` windows centred at ``round(i * hop)`` samples."""
+
+    clip: int
+    first: int
+    count: int
+
+
+class EmbeddingModel(nn.Module):
+    """A HEAR 2021 model (``sample_rate``, ``scene_embedding_size``, ``timestamp_embedding_size``).
+
+    Build with :func:`audioflex.hear.load_model` (from a checkpoint directory) or directly from a
+    model and its front end. See the module docstring for what the vectors hold.
+    """
+
+    def __init__(self, model: nn.Module, frontend: Frontend, options: EmbedOptions | None = None,
+                 *, labels: list[str] | None = None) -> None:
+        super().__init__()
+        family = _family(model)
+        if family not in FAMILIES:
+            raise ValueError(
+                f"embeddings support the families {FAMILIES}; got a {type(model).__name__}"
+            )
+        self.family = family
+        self.options = options or EmbedOptions()
+        self.options.validate()
+        self.net = model.eval()
+        self.frontend = frontend.eval()
+        cfg = frontend.config
+        # windows are fed at their natural length (AST's recipe pads scenes to target_length)
+        wcfg = replace(cfg, target_length=None) if getattr(cfg, "target_length", None) else cfg
+        self.window_frontend = build_frontend(wcfg).eval() if wcfg is not cfg else self.frontend
+        self.labels = labels
+        self.sample_rate = int(frontend.sample_rate)
+        o = self.options
+        self.include_logits = family == "passt" if o.include_logits is None else bool(o.include_logits)
+        depth = _num_blocks(model)
+        self.layers: tuple[int, ...] | None = None
+        if o.layers is not None:
+            bad = [i for i in o.layers if not -depth <= i < depth]
+            if bad:
+                raise ValueError(f"layers {bad} out of range: the model has {depth} blocks (0..{depth - 1})")
+            self.layers = tuple(i % depth for i in o.layers)
+            if o.layer_pool == "cls" and family not in ("ast", "passt"):
+                raise ValueError(f"layer_pool='cls' needs CLS tokens (AST, PaSST); {family} has none")
+        frame_ms = 1000.0 * frontend.hop_s
+        if o.hop_ms < frame_ms - 1e-9:
+            raise ValueError(
+                f"hop_ms={o.hop_ms} is below the front end's frame hop ({frame_ms:g} ms); "
+                f"use hop_ms >= {frame_ms:g}"
+            )
+        sr = self.sample_rate
+        self.hop_samples = o.hop_ms * sr / 1000.0
+        self.level_samples = [self._window_samples(ms, "window_ms/levels") for ms in o.window_levels]
+        self.mel_samples = self._window_samples(o.mel_ms, "mel_ms", model_min=False) if o.include_mel else 0
+        scene_ms = o.scene_window_ms or self.native_span_ms()
+        self.scene_window = max(round(scene_ms * sr / 1000.0), self._min_samples())
+        self.scene_hop = max(1, round((o.scene_hop_ms or scene_ms / 4) * sr / 1000.0))
+        self._set_sizes()
+
+    # --------------------------------------------------------------- sizes and limits
+
+    def _min_samples(self, *, model_min: bool = True) -> int:
+        """Shortest waveform the front end (and, with ``model_min``, the model) accepts."""
+        fe = self.window_frontend
+        n = int(getattr(fe, "min_samples", 1))
+        need = self.net.patch_size if (model_min and self.family == "passt") else 1
+        while fe.num_frames(n) < need:
+            n += max(1, int(fe.config.hop_s * self.sample_rate) // 4)
+        return n
+
+    def _window_samples(self, ms: float, name: str, model_min: bool = True) -> int:
+        n = round(ms * self.sample_rate / 1000.0)
+        low = self._min_samples(model_min=model_min)
+        if n < low:
+            raise ValueError(
+                f"{name}={ms:g} ms gives {n} samples; {self.family} with this front end needs at "
+                f"least {low} ({1000 * low / self.sample_rate:.1f} ms): use a longer window"
+            )
+        return n
+
+    def native_span_ms(self) -> float:
+        """The clip length the model was built for (ms): the default ``scene_window_ms``."""
+        m, hop_ms = self.net, 1000.0 * self.frontend.hop_s
+        if self.family == "passt":
+            frames = (m.max_time_patches - 1) * m.stride + m.patch_size
+            span = frames * hop_ms
+            return math.floor(span / 1000.0) * 1000.0 if span >= 1000 else span
+        if self.family == "ast":
+            return m.max_length * hop_ms
+        if self.family == "elastic_ast":
+            return m.pos_embed_time.shape[0] * m.patch_size * hop_ms
+        return m.max_frames * hop_ms  # HTS-AT
+
+    def _set_sizes(self) -> None:
+        """Measure the vector sizes with a dummy forward (exact for every option combination)."""
+        g = torch.Generator().manual_seed(0)
+        n = max(self.level_samples + [self.mel_samples])
+        noise = 0.1 * torch.randn(1, n, generator=g)
+        emb, _ = self.timestamp_embeddings(noise)
+        self.timestamp_embedding_size = int(emb.shape[-1])
+        self.scene_embedding_size = int(self.scene_embeddings(noise).shape[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary (options, sizes, hop)."""
+        return {
+            "family": self.family,
+            "model_name": getattr(self.net, "model_name", type(self.net).__name__),
+            "sample_rate": self.sample_rate,
+            "scene_embedding_size": self.scene_embedding_size,
+            "timestamp_embedding_size": self.timestamp_embedding_size,
+            "include_logits": self.include_logits,
+            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.options).items()},
+        }
+
+    # --------------------------------------------------------------- one batch of windows
+
+    def _pool_hidden(self, h: torch.Tensor, out_batch: Any) -> torch.Tensor:
+        """One block output -> ``[B, D]`` per window (see the module docstring)."""
+        if self.family == "elastic_ast":
+            from audioflex.models.heads import segment_mean
+
+            return segment_mean(h, out_batch.info, out_batch.num_clips)
+        if self.family in ("ast", "passt"):
+            k = 2 if self.family == "ast" else self.net.num_tokens
+            return h[:, :k].mean(1) if self.options.layer_pool == "cls" else h[:, k:].mean(1)
+        return h.mean(1)
+
+    def _features(self, out: Any, batch: Any) -> torch.Tensor:
+        parts = [out.clip_logits] if self.include_logits else []
+        if self.layers is None:
+            parts.append(out.embedding)
+        else:
+            pooled = [self._pool_hidden(h, batch) for h in out.hidden_states]
+            if self.options.layer_mode == "mean":
+                widths = {p.shape[-1] for p in pooled}
+                if len(widths) > 1:
+                    raise ValueError(
+                        f"layer_mode='mean' needs blocks of equal width, got widths {sorted(widths)}; "
+                        "use layer_mode='concat' or blocks of one stage"
+                    )
+                parts.append(torch.stack(pooled).mean(0))
+            else:
+                parts.extend(pooled)
+        return torch.cat([p.float() for p in parts], dim=-1)
+
+    def embed_waves(self, wave: torch.Tensor, *, scene: bool = False) -> torch.Tensor:
+        """Equal-length windows ``[W, L]`` -> vectors ``[W, D]`` (one batched forward)."""
+        fe = self.frontend if scene else self.window_frontend
+        wave = wave.to(self.device)
+        low = self._min_samples()
+        if wave.shape[-1] < low:  # very short clips: zero-pad to the shortest accepted input
+            wave = nn.functional.pad(wave, (0, low - wave.shape[-1]))
+        spec, frames = fe(wave)
+        layers = self.layers or ()
+        if self.family == "elastic_ast":
+            from audioflex.packing import collate_packed
+
+            t = max(1, int(frames[0]))
+            batch = collate_packed(list(spec[:, :, :t]), patch=self.net.patch_size).to(self.device)
+            out = self.net(batch, return_layers=layers)
+            return self._features(out, batch)
+        if self.family == "htsat":
+            out = self.net(spec, frames, return_layers=layers)
+        else:
+            out = self.net(spec, return_layers=layers)
+        return self._features(out, None)
+
+    def mel_vectors(self, wave: torch.Tensor) -> torch.Tensor:
+        """Windows ``[W, L]`` -> flattened front-end frames ``[W, F * T']``."""
+        spec, _ = self.window_frontend(wave.to(self.device))
+        return spec.flatten(1).float()
+
+    def _batch_windows(self, samples: int) -> int:
+        """Windows per forward for a window of ``samples`` samples (the ``max_frames`` budget)."""
+        frames = max(1, self.window_frontend.num_frames(samples))
+        if self.family == "htsat":
+            frames = max(frames, self.net.max_frames)  # HTS-AT always computes its full window
+        return max(1, self.options.max_frames // frames)
+
+    # --------------------------------------------------------------- timestamps
+
+    def num_timestamps(self, num_samples: int) -> int:
+        """``floor(N / hop) + 1`` timestamps for ``N`` samples."""
+        return int(math.floor(num_samples / self.hop_samples + 1e-9)) + 1
+
+    def _window_centres(self, first: int, count: int) -> torch.Tensor:
+        i = torch.arange(first, first + count, dtype=torch.float64)
+        return torch.round(i * self.hop_samples).long()
+
+    def _gather(self, source: AudioSource, centres: torch.Tensor, win: int) -> torch.Tensor:
+        """Windows ``[len(centres), win]`` centred at ``centres`` (reflect padding at the edges)."""
+        left = win // 2
+        idx = centres[:, None] - left + torch.arange(win)[None, :]
+        idx, valid = _reflect(idx, source.num_samples)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        data = source.read(lo, hi).float()
+        out = data[idx - lo]
+        return torch.where(valid, out, out.new_zeros(()))
+
+    def _vectors_at(self, sources: Sequence[AudioSource], windows: Sequence[_Window], *,
+                    scene: bool = False) -> torch.Tensor:
+        """Vectors ``[sum(count), D]`` for the given windows (all levels + mel), batched."""
+        items = [(w.clip, c) for w in windows for c in self._window_centres(w.first, w.count).tolist()]
+        wins = [self.scene_window] if scene else self.level_samples
+        cols = []
+        for win in wins:
+            cols.append(self._run_windows(sources, items, win, scene=scene, mel=False))
+        if self.mel_samples and not scene:
+            cols.append(self._run_windows(sources, items, self.mel_samples, scene=False, mel=True))
+        return torch.cat(cols, dim=-1)
+
+    def _run_windows(self, sources: Sequence[AudioSource], items: list[tuple[int, int]], win: int,
+                     *, scene: bool, mel: bool) -> torch.Tensor:
+        per = self._batch_windows(win)
+        outs = []
+        for s in range(0, len(items), per):
+            chunk = items[s : s + per]
+            waves = []
+            for clip in sorted({c for c, _ in chunk}):
+                cen = torch.tensor([c for k, c in chunk if k == clip])
+                waves.append(self._gather(sources[clip], cen, win))
+            wave = torch.cat(waves)
+            with torch.no_grad():
+                outs.append((self.mel_vectors(wave) if mel else self.embed_waves(wave, scene=scene)).cpu())
+        return torch.cat(outs)
+
+    def iter_timestamp_blocks(self, source: AudioSource) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Stream one clip: yields (vectors ``[k, D]``, timestamps ``[k]`` ms) in blocks of about
+        ``stream_s`` seconds, so long inputs never need all windows at once."""
+        total = self.num_timestamps(source.num_samples)
+        per = max(1, int(self.options.stream_s * 1000.0 / self.options.hop_ms))
+        for first in range(0, total, per):
+            count = min(per, total - first)
+            emb = self._vectors_at([source], [_Window(0, first, count)])
+            ts = torch.arange(first, first + count, dtype=torch.float64) * self.options.hop_ms
+            yield emb, ts.float()
+
+    def scene_from_source(self, source: AudioSource) -> torch.Tensor:
+        """Scene vector ``[D]`` of one clip (one pass, or the mean of ``scene_window`` windows)."""
+        n = source.num_samples
+        if n <= self.scene_window:
+            with torch.no_grad():
+                return self.embed_waves(source.read(0, n).float()[None], scene=True)[0].cpu()
+        hop = self.scene_hop
+        count = n // hop + 1
+        total, per = None, max(1, int(self.options.stream_s * self.sample_rate) // hop)
+        for first in range(0, count, per):
+            k = min(per, count - first)
+            vec = self._scene_windows(source, first, k).sum(0)
+            total = vec if total is None else total + vec
+        return total / count
+
+    def _scene_windows(self, source: AudioSource, first: int, count: int) -> torch.Tensor:
+        cen = torch.arange(first, first + count) * self.scene_hop
+        items = [(0, int(c)) for c in cen]
+        return self._run_windows([source], items, self.scene_window, scene=True, mel=False)
+
+    # --------------------------------------------------------------- HEAR API
+
+    def _check_audio(self, audio: torch.Tensor | Any) -> torch.Tensor:
+        if not isinstance(audio, torch.Tensor):
+            audio = torch.as_tensor(audio)
+        if audio.ndim != 2:
+            raise ValueError(
+                f"audio must be [n_sounds, n_samples] at {self.sample_rate} Hz, got shape {tuple(audio.shape)}"
+            )
+        if audio.shape[1] == 0:
+            raise ValueError("audio has 0 samples per sound; pass at least one sample")
+        if not audio.is_floating_point():
+            raise ValueError(f"audio must be float (in [-1, 1]), got {audio.dtype}")
+        return audio
+
+    def timestamp_embeddings(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``audio [n, N]`` -> (embeddings ``[n, T, D]`` float32, timestamps ``[n, T]`` ms)."""
+        audio = self._check_audio(audio)
+        n, num = audio.shape
+        cpu = audio.detach().float().cpu()
+        sources = [TensorSource(cpu[i]) for i in range(n)]
+        total = self.num_timestamps(num)
+        per = max(1, int(self.options.stream_s * 1000.0 / self.options.hop_ms))
+        blocks = []
+        for first in range(0, total, per):
+            count = min(per, total - first)
+            vec = self._vectors_at(sources, [_Window(i, first, count) for i in range(n)])
+            blocks.append(vec.reshape(n, count, -1))
+        emb = torch.cat(blocks, dim=1)
+        ts = (torch.arange(total, dtype=torch.float64) * self.options.hop_ms).float()
+        return emb.to(audio.device), ts[None].expand(n, -1).contiguous().to(audio.device)
+
+    def scene_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
+        """``audio [n, N]`` -> scene embeddings ``[n, D]`` float32."""
+        audio = self._check_audio(audio)
+        n, num = audio.shape
+        cpu = audio.detach().float().cpu()
+        if num <= self.scene_window:
+            outs, per = [], self._batch_windows(num)
+            with torch.no_grad():
+                for s in range(0, n, per):
+                    outs.append(self.embed_waves(cpu[s : s + per], scene=True).cpu())
+            return torch.cat(outs).to(audio.device)
+        return torch.stack([self.scene_from_source(TensorSource(cpu[i])) for i in range(n)]).to(audio.device)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same as :meth:`timestamp_embeddings`."""
+        return self.timestamp_embeddings(audio)
+
+
+def load_embedding_model(path: str | Path, options: EmbedOptions | None = None,
+                         device: str | torch.device = "cpu") -> EmbeddingModel:
+    """An :class:`EmbeddingModel` from an audioflex checkpoint directory."""
+    from audioflex.checkpoints import CheckpointError, load_checkpoint
+
+    if not str(path):
+        raise ValueError(
+            "load_model needs an audioflex checkpoint directory (model_file_path); convert foreign "
+            "weights first with `audioflex convert FORMAT SRC OUT`"
+        )
+    ck = load_checkpoint(path, map_location=device)
+    if ck.frontend is None:
+        raise CheckpointError(f"{path}: the checkpoint has no front-end config; re-save it with one")
+    return EmbeddingModel(ck.model, ck.frontend.to(device), options, labels=ck.labels)

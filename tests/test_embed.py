@@ -1,0 +1,107 @@
+"""``audioflex embed`` library side: inputs, formats, resume, bad files, long files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audioflex import hear
+from audioflex.audio.frontend.kaldi import KaldiFbankConfig
+from audioflex.checkpoints.io import save_checkpoint
+from audioflex.embed import collect_inputs, embed_files, load_embeddings
+from audioflex.models.registry import create_model
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    m = create_model("elastic_ast_tiny", embed_dim=32, depth=1, num_heads=2, num_classes=4, num_mel_bins=32,
+                     max_time_patches=8)
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "east", m, frontend=KaldiFbankConfig(num_mel_bins=32))
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "audio"
+    (root / "sub").mkdir(parents=True)
+    sf.write(root / "a.wav", 0.3 * rng.standard_normal(16000).astype(np.float32), 16000)
+    sf.write(root / "sub" / "b.flac", 0.3 * rng.standard_normal(22050 * 2), 22050)  # resampled
+    (root / "broken.wav").write_bytes(b"RIFF not really audio")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+def test_npy_scene_resume_and_bad_files(ckpt: Path, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rep = embed_files(data, ckpt, out, progress=False)
+    assert sorted(rep.written) == ["a", "sub/b"]
+    assert len(rep.failed) == 1 and "broken.wav" in rep.failed[0][0]
+    a = np.load(out / "a.npy")
+    assert a.shape == (rep.embedding_size,) and a.dtype == np.float32
+    model = hear.load_model(str(ckpt))
+    x = torch.from_numpy(sf.read(data / "a.wav", dtype="float32")[0])[None]
+    assert np.allclose(a, hear.get_scene_embeddings(x, model)[0].numpy(), atol=1e-5)
+    # resume: nothing recomputed, files untouched
+    mtime = (out / "a.npy").stat().st_mtime_ns
+    rep2 = embed_files(data, ckpt, out, progress=False)
+    assert sorted(rep2.skipped) == ["a", "sub/b"] and not rep2.written
+    assert (out / "a.npy").stat().st_mtime_ns == mtime
+    assert not list(out.rglob("*.tmp"))
+    # other options in the same folder are refused
+    with pytest.raises(ValueError, match="other settings"):
+        embed_files(data, ckpt, out, progress=False, layers=[0])
+
+
+def test_timestamp_npy_long_file_streams(ckpt: Path, tmp_path: Path) -> None:
+    x = (0.2 * np.random.default_rng(1).standard_normal(16000 * 3)).astype(np.float32)
+    sf.write(tmp_path / "long.wav", x, 16000, subtype="FLOAT")
+    out = tmp_path / "o"
+    rep = embed_files(tmp_path / "long.wav", ckpt, out, kind="timestamp", progress=False, stream_s=0.7)
+    assert rep.written == ["long"]
+    emb = np.load(out / "long.npy")
+    ts = json.loads((out / "long.timestamps.json").read_text())
+    assert emb.shape == (61, rep.embedding_size) and len(ts) == 61 and ts[-1] == 3000.0
+    ref, ref_ts = hear.get_timestamp_embeddings(torch.from_numpy(x)[None], hear.load_model(str(ckpt)))
+    assert np.allclose(emb, ref[0].numpy(), atol=1e-5)
+    assert np.allclose(ts, ref_ts[0].numpy())
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_single_file_formats(ckpt: Path, data: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / fmt
+    for kind in ("scene", "timestamp"):
+        rep = embed_files([data / "a.wav", data / "sub"], ckpt, out / kind, kind=kind, fmt=fmt, progress=False)
+        assert rep.output == out / kind / f"embeddings.{fmt}" and rep.output.is_file()
+        got = load_embeddings(out / kind)
+        assert sorted(got) == ["a", "b"]
+        parts = load_embeddings(out / kind / "parts")
+        for key in got:
+            assert np.array_equal(got[key][0], parts[key][0])
+        emb, ts = got["b"]
+        if kind == "scene":
+            assert ts is None and emb.shape == (rep.embedding_size,)
+        else:
+            assert emb.shape == (41, rep.embedding_size) and ts[-1] == 2000.0
+
+
+def test_inputs_manifest_and_errors(data: Path, tmp_path: Path) -> None:
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{data / 'a.wav'}\n# comment\n{data / 'sub' / 'b.flac'}\n")
+    assert [k for k, _ in collect_inputs(lst)] == ["a", "b"]
+    man = tmp_path / "m.csv"
+    man.write_text(f"path,label\n{data / 'a.wav'},x\n")
+    assert [p.name for _, p in collect_inputs(man)] == ["a.wav"]
+    with pytest.raises(FileNotFoundError, match="nope"):
+        collect_inputs(tmp_path / "nope.wav")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.wav").write_bytes(b"")
+    with pytest.raises(ValueError, match="same output name"):
+        collect_inputs([data / "a.wav", tmp_path / "x" / "a.wav"])
+    with pytest.raises(ValueError, match="kind"):
+        embed_files(data, "ck", tmp_path / "o", kind="frames")
