@@ -266,6 +266,111 @@ def shard(
         err.print(f"[yellow]{len(rep.missing)} unreadable file(s) skipped[/], e.g. {rep.missing[0]}")
 
 
+@app.command()
+@friendly
+def train(
+    config: Path = typer.Argument(..., help="Training config YAML (see configs/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config entry: key.sub=value (repeatable)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue a killed/finished run from its last checkpoint."),
+) -> None:
+    """Train a model (single process, or every process under torchrun)."""
+    from audioflex.train import train as run_training
+
+    overrides = list(set_) + ([f"resume={resume}"] if resume is not None else [])
+    result = run_training(config, overrides)
+    best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
+    out.print(f"done: {result.steps} steps, best {result.metric_name} {best}; run dir {result.run_dir}")
+    if result.bad_files:
+        err.print(f"[yellow]{result.bad_files} unreadable file(s) skipped; see {result.run_dir / 'bad_files.txt'}[/]")
+
+
+@app.command()
+@friendly
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where data, checkpoints and the report go."),
+    quick: bool = typer.Option(False, help="A seconds-long smoke run (tiny data and models)."),
+) -> None:
+    """The built-in demo: ElasticAST vs a fixed-length AST across lengths and frame shifts (~15 min on CPU)."""
+    from audioflex.demo import DemoSettings, run_demo
+
+    result = run_demo(out_dir, DemoSettings.quick() if quick else DemoSettings(), say=out.print)
+    out.print(f"[bold]report:[/] {result.report}")
+    out.print(f"[bold]plot:[/] {result.plot}")
+    out.print(result.report.read_text(), markup=False, highlight=False)
+
+
+_EMBED_OPTIONS_HELP = (
+    "HEAR/embedding option key=value (repeatable): hop_ms, window_ms, levels=[160,800], layers=[-1,-4], "
+    "layer_mode=concat|mean, layer_pool=tokens|cls, include_logits=true, include_mel=true, max_frames, stream_s."
+)
+
+
+@app.command()
+@friendly
+def embed(
+    inputs: list[Path] = typer.Argument(..., help="Audio files, folders (recursive) or manifests."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="audioflex checkpoint directory."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    kind: str = typer.Option("scene", help="scene ([D] per file) or timestamp ([T, D] + times)."),
+    fmt: str = typer.Option("npy", "--format", help="npy (one file per input), npz or safetensors."),
+    option: list[str] = typer.Option([], "--option", help=_EMBED_OPTIONS_HELP),
+    device: str = typer.Option("cpu"),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Embeddings of audio files on disk; resumable (files already done are skipped)."""
+    from audioflex.embed import embed_files
+
+    report = embed_files(
+        inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, **_parse_options(option)
+    )
+    info = report.to_dict()
+    failed = info["failed"]
+    if len(failed) > 20:
+        info["failed"] = [*failed[:20], {"path": "...", "error": f"{len(failed) - 20} more"}]
+    out.print_json(json.dumps(info))
+    if failed:
+        err.print(f"[yellow]{len(failed)} file(s) could not be embedded and were skipped[/]")
+
+
+@app.command()
+@friendly
+def probe(
+    task_dir: Path = typer.Argument(..., help="HEAR task directory (task_metadata.json, <split>.json, audio)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="audioflex checkpoint directory."),
+    option: list[str] = typer.Option([], "--option", help=_EMBED_OPTIONS_HELP),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where embeddings are cached."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Shallow-probe evaluation (HEAR-style MLP on frozen embeddings); prints the task metric as JSON."""
+    from audioflex.hear.probe import probe_task
+
+    _emit(
+        probe_task(task_dir, checkpoint, cache_dir=cache_dir, device=device, progress=True, **_parse_options(option)),
+        out_path,
+    )
+
+
+@bench_app.command("embed")
+@friendly
+def bench_embed_cmd(
+    families: str = typer.Option("ast,elastic_ast,passt,htsat", help="Comma-separated model families."),
+    seconds: float = typer.Option(10.0, help="Audio timed with batched windows."),
+    loop_seconds: float = typer.Option(2.0, help="Audio timed with one forward per window."),
+    long_seconds: float = typer.Option(600.0, help="Length of the file for the memory measurement (<= 3600)."),
+    memory: bool = typer.Option(True, help="Measure peak RSS on the long file."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """Timestamp embeddings (hop 50 ms, window 160 ms): batched vs one forward per window, and memory."""
+    from audioflex.bench_embed import bench_embed
+
+    fams = tuple(f.strip() for f in families.split(",") if f.strip())
+    _emit(
+        bench_embed(fams, seconds=seconds, loop_seconds=loop_seconds, long_seconds=long_seconds, memory=memory),
+        out_path,
+    )
+
+
 def _emit(result: dict[str, Any], out_path: Optional[Path]) -> None:
     text = json.dumps(result, indent=2)
     if out_path is not None:
