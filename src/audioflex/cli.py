@@ -371,6 +371,81 @@ def bench_embed_cmd(
     )
 
 
+def _thresholds(text: str) -> Any:
+    """``0.5`` or ``siren=0.4,knock=0.6`` (others 0.5)."""
+    if "=" not in text:
+        return float(text)
+    return {k.strip(): float(v) for k, v in (p.split("=", 1) for p in text.split(",") if p.strip())}
+
+
+@app.command()
+@friendly
+def detect(
+    files: list[Path] = typer.Argument(..., help="Audio files (any length)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint with a frame-wise head."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: print to stdout)."),
+    fmt: str = typer.Option("tsv", "--format", help="tsv (DESED: filename onset offset event_label) or json."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Directory for one PNG timeline per file."),
+    threshold: str = typer.Option("0.5", help="Threshold, or per class: siren=0.4,knock=0.6."),
+    median_ms: float = typer.Option(0.0, help="Median filter on frame activity (ms)."),
+    min_duration_ms: float = typer.Option(0.0, help="Drop events shorter than this (ms)."),
+    merge_gap_ms: float = typer.Option(0.0, help="Merge events separated by less than this (ms)."),
+    hop: float = typer.Option(0.5, help="Window hop as a fraction of the window (fixed-window models)."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Sound event detection on files of any length: events with onsets and offsets."""
+    import tempfile
+
+    from audioflex.evaluate.detection import detect_files
+
+    target = out_path
+    tmp = None
+    if target is None:
+        tmp = tempfile.TemporaryDirectory()
+        target = Path(tmp.name) / f"events.{fmt}"
+    try:
+        report = detect_files(
+            files,
+            checkpoint,
+            out=target,
+            fmt=fmt,
+            plot_dir=plot,
+            thresholds=_thresholds(threshold),
+            median_filter_s=median_ms / 1000,
+            min_duration_s=min_duration_ms / 1000,
+            merge_gap_s=merge_gap_ms / 1000,
+            hop=hop,
+            device=device,
+        )
+        if out_path is None:
+            print(target.read_text(), end="")  # noqa: T201  (events to stdout for pipes)
+        else:
+            err.print(f"wrote {out_path}")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    for p in report.plots.values():
+        err.print(f"plot: {p}")
+    for e in report.errors.values():
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@bench_app.command("htsat")
+@friendly
+def bench_htsat_cmd(
+    seconds: float = typer.Option(3600.0, help="Length of the generated file for detect."),
+    batch: int = typer.Option(2, help="Clips per training step."),
+    steps: int = typer.Option(2, help="Timed training steps."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """htsat_tiny vs ast_base: parameters, train-step time; detect real-time factor and peak RSS."""
+    from audioflex.bench_htsat import run
+
+    _emit(run(seconds=seconds, batch=batch, steps=steps), out_path)
+
+
 def _emit(result: dict[str, Any], out_path: Optional[Path]) -> None:
     text = json.dumps(result, indent=2)
     if out_path is not None:

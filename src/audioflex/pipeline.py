@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -16,6 +16,9 @@ from torch import nn
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
 from audioflex.inference import Piece, aggregate_scores, default_piece_s, iter_pieces
 from audioflex.packing import collate_packed, num_tokens, plan_batches
+
+if TYPE_CHECKING:
+    from audioflex.evaluate.detection import FrameScores
 
 AudioInput = str | Path | torch.Tensor
 
@@ -116,10 +119,18 @@ class Pipeline:
         if self.is_packed:
             table = self.model.pos_embed_time.shape[0]
             return default_piece_s(table, self.model.patch_size, self.frontend.hop_s)
-        frames = getattr(self.model, "input_frames", None) or getattr(self.model, "max_length", None)
+        frames = (
+            getattr(self.model, "input_frames", None)
+            or getattr(self.model, "max_length", None)
+            or getattr(self.model, "max_frames", None)
+        )
         if frames is None:
             raise ValueError(f"{type(self.model).__name__} does not say its input length; pass piece_s=")
-        return frames * self.frontend.hop_s
+        hop = round(self.frontend.hop_s * self.sample_rate)
+        n = frames * hop
+        while n > hop and self.frontend.num_frames(n) > frames:  # e.g. centred STFTs give one extra frame
+            n -= hop
+        return n / self.sample_rate
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
@@ -189,6 +200,48 @@ class Pipeline:
         k = min(top_k, scores.numel())
         vals, idx = scores.topk(k)
         return [Tag(self.labels[i], float(v), int(i)) for v, i in zip(vals.tolist(), idx.tolist())]
+
+    def frame_scores(self, audio: AudioInput, sample_rate: int | None = None, **options: Any) -> FrameScores:
+        """Frame probabilities of a file or waveform ``[T]`` of any length on one timeline.
+
+        Sliding windows with overlap-add for HTS-AT, packed pieces for a frame-head ElasticAST
+        (see :mod:`audioflex.evaluate.detection`); ``options`` go to
+        :func:`~audioflex.evaluate.detection.frame_scores` (``hop``, ``weighting``, ``aggregate``,
+        ``keep_spectrogram``, ...). Returns ``FrameScores`` (``probs [T', C]``, ``frame_hop_s``,
+        ``clip [C]``).
+        """
+        from audioflex.evaluate.detection import detection_scores
+
+        return detection_scores(self, audio, sample_rate=sample_rate, **options)
+
+    def detect(
+        self,
+        audio: AudioInput,
+        thresholds: float | list[float] | dict[str, float] = 0.5,
+        *,
+        median_filter_s: float = 0.0,
+        min_duration_s: float = 0.0,
+        merge_gap_s: float = 0.0,
+        sample_rate: int | None = None,
+        filename: str | None = None,
+        **options: Any,
+    ) -> list[Any]:
+        """Sound events (``evaluate.events.Event``: onset/offset in seconds, label) of a file or
+        waveform ``[T]``: :meth:`frame_scores`, then per-class thresholds, median filtering,
+        minimum duration and gap merging."""
+        from audioflex.evaluate.detection import scores_to_events
+
+        scores = self.frame_scores(audio, sample_rate, **options)
+        if filename is None and not isinstance(audio, torch.Tensor):
+            filename = str(audio)
+        return scores_to_events(
+            scores,
+            thresholds=thresholds,
+            median_filter_s=median_filter_s,
+            min_duration_s=min_duration_s,
+            merge_gap_s=merge_gap_s,
+            filename=filename,
+        )
 
     def scores_batch(self, waves: list[torch.Tensor]) -> torch.Tensor:
         """Scores ``[N, C]`` of many clips (waveforms ``[T_i]`` at ``sample_rate``) at once, each

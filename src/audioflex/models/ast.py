@@ -159,7 +159,20 @@ class ElasticAST(nn.Module):
 
     ``forward(batch: PackedBatch) -> AudioOutput`` with one row per clip of the batch (in the
     batch's order; ``batch.index`` maps rows to the caller's clips).
+
+    With ``frame_head=True`` the model also has a frame-wise (token-semantic) head over its time
+    columns: per clip, the tokens of each patch column are averaged over the frequency rows, then
+    ``LayerNorm -> Linear(D, C)`` gives ``frame_logits [B, T'_max, C]`` (``T'_max`` = the longest
+    clip's column count; columns past a clip's end hold :attr:`FRAME_PAD` = -1e4, i.e. probability
+    0; see ``audioflex.evaluate.detection.frame_valid_mask``). The clip logits still come from the
+    pooling head. One column spans ``patch_size`` front-end frames; the model does not know the
+    front end's frame shift, so ``frame_hop_s`` is ``patch_size * shift`` only when the batch
+    carries ``frame_shift_ms`` (one value for all clips), else None (inference code sets it).
+    Train the frame head from clip labels (pooled frame logits) or strong labels with
+    ``audioflex.evaluate.detection.sed_loss``.
     """
+
+    FRAME_PAD = -1.0e4
 
     input_kind = "packed"
 
@@ -181,6 +194,7 @@ class ElasticAST(nn.Module):
         attn_scale: float | None = None,
         norm_eps: float = 1e-6,
         backend: str = "auto",
+        frame_head: bool = False,
     ) -> None:
         super().__init__()
         if pool not in ("attn", "mean"):
@@ -204,6 +218,10 @@ class ElasticAST(nn.Module):
         )
         self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head = nn.Linear(embed_dim, num_classes)
+        self.has_frame_head = bool(frame_head)
+        if self.has_frame_head:
+            self.frame_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+            self.frame_fc = nn.Linear(embed_dim, num_classes)
         self.apply(_init_vit)
         nn.init.trunc_normal_(self.pos_embed_freq, std=0.02)
         nn.init.trunc_normal_(self.pos_embed_time, std=0.02)
@@ -227,20 +245,59 @@ class ElasticAST(nn.Module):
         self, batch: PackedBatch, return_layers: Sequence[int] = ()
     ) -> tuple[torch.Tensor, SeqInfo, tuple[torch.Tensor, ...]]:
         """Packed batch -> (normed tokens ``[N_total, D]``, their SeqInfo, requested block outputs)."""
+        tokens, _, info, hidden = self._encode(batch, return_layers)
+        return tokens, info, hidden
+
+    def _encode(
+        self, batch: PackedBatch, return_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor, SeqInfo, tuple[torch.Tensor, ...]]:
+        """:meth:`forward_features` plus the coords ``[N_kept, 2]`` of the kept tokens."""
         x = self.patch_embed(batch.patches)
         x = x + factorized_positions(
             self.pos_embed_freq, self.pos_embed_time, batch.coords, batch.grid_sizes, batch.info.cu_seqlens_list
         )
-        info = batch.info
+        info, coords = batch.info, batch.coords
         if self.training and self.token_drop > 0:
-            x, _, info = self.drop_tokens(x, batch.coords, info, batch.num_clips)
+            x, coords, info = self.drop_tokens(x, coords, info, batch.num_clips)
         wanted = set(return_layers)
         hidden = {}
         for i, blk in enumerate(self.blocks):
             x = blk(x, info)
             if i in wanted:
                 hidden[i] = x
-        return self.norm(x), info, tuple(hidden[i] for i in return_layers)
+        return self.norm(x), coords, info, tuple(hidden[i] for i in return_layers)
+
+    def forward_frames(
+        self, tokens: torch.Tensor, coords: torch.Tensor, info: SeqInfo, grid_sizes: Sequence[tuple[int, int]]
+    ) -> torch.Tensor:
+        """Token-semantic frame head: normed tokens ``[N, D]`` with their coords ``[N, 2]`` ->
+        frame logits ``[B, T'_max, C]`` (:attr:`FRAME_PAD` past each clip's last column).
+
+        Index ops only (no host syncs): a token of clip ``b`` at time column ``t`` goes to the
+        flat column ``offset[b] + t``; columns are averaged over their (kept) tokens.
+        """
+        if not self.has_frame_head:
+            raise RuntimeError("this ElasticAST has no frame head; build it with frame_head=True")
+        num_clips = len(grid_sizes)
+        cols = [int(g[1]) for g in grid_sizes]
+        t_max = max(cols)
+        offsets = [0]
+        for c in cols[:-1]:
+            offsets.append(offsets[-1] + c)
+        dev = tokens.device
+        n_real = info.cu_seqlens_list[num_clips]  # a padding segment, if any, comes last
+        seg, t, x = info.segment_ids[:n_real], coords[:n_real, 1], tokens[:n_real]
+        flat = torch.tensor(offsets, device=dev)[seg] + t  # [N] flat column ids
+        total = sum(cols)
+        sums = x.new_zeros(total, x.shape[-1]).index_add_(0, flat, x)
+        counts = x.new_zeros(total).index_add_(0, flat, torch.ones_like(flat, dtype=x.dtype))
+        col_feat = sums / counts.clamp_min(1)[:, None]  # [sum T'_i, D]
+        col_logits = self.frame_fc(self.frame_norm(col_feat))  # [sum T'_i, C]
+        clip_of_col = torch.repeat_interleave(torch.arange(num_clips), torch.tensor(cols)).to(dev)
+        t_of_col = torch.cat([torch.arange(c) for c in cols]).to(dev)
+        out = col_logits.new_full((num_clips * t_max, col_logits.shape[-1]), self.FRAME_PAD)
+        out = out.index_copy(0, clip_of_col * t_max + t_of_col, col_logits)
+        return out.view(num_clips, t_max, -1)
 
     def forward_head(self, tokens: torch.Tensor, info: SeqInfo, num_clips: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normed tokens -> (logits ``[B, C]``, pooled embedding ``[B, D]``)."""
@@ -251,10 +308,18 @@ class ElasticAST(nn.Module):
         return self.head(self.head_norm(emb)), emb
 
     def forward(self, batch: PackedBatch, return_layers: Sequence[int] = ()) -> AudioOutput:
-        """``PackedBatch`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``)."""
-        tokens, info, hidden = self.forward_features(batch, return_layers)
+        """``PackedBatch`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``; with
+        the frame head also ``frame_logits [B, T'_max, C]``)."""
+        tokens, coords, info, hidden = self._encode(batch, return_layers)
         logits, emb = self.forward_head(tokens, info, batch.num_clips)
-        return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+        if not self.has_frame_head:
+            return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+        frames = self.forward_frames(tokens, coords, info, batch.grid_sizes)
+        shifts = set(batch.frame_shift_ms or ())
+        hop = self.patch_size * shifts.pop() / 1000.0 if len(shifts) == 1 else None
+        return AudioOutput(
+            clip_logits=logits, embedding=emb, frame_logits=frames, frame_hop_s=hop, hidden_states=hidden
+        )
 
 
 def _kaldi_frontend(**kw: object) -> object:

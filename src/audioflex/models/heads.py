@@ -10,9 +10,8 @@ from audioflex.layers.attention import SeqInfo
 
 def segment_mean(x: torch.Tensor, info: SeqInfo, num_segments: int) -> torch.Tensor:
     """Mean of packed tokens ``[N_total, D]`` per segment -> ``[num_segments, D]``."""
-    seg = info.segment_ids
-    keep = seg < num_segments
-    out = x.new_zeros(num_segments, x.shape[-1]).index_add_(0, seg[keep], x[keep])
+    n = info.cu_seqlens_list[num_segments]  # a padding segment, if any, comes last
+    out = x.new_zeros(num_segments, x.shape[-1]).index_add_(0, info.segment_ids[:n], x[:n])
     counts = torch.tensor(info.lengths[:num_segments], device=x.device, dtype=x.dtype).clamp_min(1)
     return out / counts[:, None]
 
@@ -52,9 +51,8 @@ class AttentionPool(nn.Module):
         h, dh = self.num_heads, self.head_dim
         q = self.q(self.query).view(h, dh)
         k, v = self.kv(x).view(n, 2, h, dh).unbind(1)  # [N, H, Dh]
-        seg = info.segment_ids
-        keep = seg < num_clips  # drop a padding segment, if any
-        k, v, seg = k[keep], v[keep], seg[keep]
+        n_real = info.cu_seqlens_list[num_clips]  # a padding segment, if any, comes last
+        k, v, seg = k[:n_real], v[:n_real], info.segment_ids[:n_real]
         scores = (k * q).sum(-1) * self.scale  # [N, H]
         w = segment_softmax(scores, seg, num_clips)
         pooled = x.new_zeros(num_clips, h, dh).index_add_(0, seg, w[..., None] * v)

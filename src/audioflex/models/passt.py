@@ -130,6 +130,11 @@ class PaSST(nn.Module):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
 
+    @property
+    def input_frames(self) -> int:
+        """Frames the time encoding covers without resampling (996 for 99 columns: ~10 s)."""
+        return (self.max_time_patches - 1) * self.stride + self.patch_size
+
     def grid_size(self, num_frames: int) -> tuple[int, int]:
         """Patch grid ``(F', T')`` of a ``[num_mel_bins, num_frames]`` spectrogram."""
         return self.freq_patches, (num_frames - self.patch_size) // self.stride + 1
