@@ -40,3 +40,15 @@ class Block(nn.Module):
         groups, n = info.segment_ids, len(info.cu_seqlens_list) - 1
         x = x + self.drop_path(self.attn(self.norm1(x), info), groups, n)
         return x + self.drop_path(self.mlp(self.norm2(x)), groups, n)
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """ViT initialisation (``model.apply(init_vit_weights)``): truncated-normal Linear weights
+    (std 0.02) with zero biases, unit/zero LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

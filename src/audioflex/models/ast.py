@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from audioflex.layers.attention import SeqInfo
-from audioflex.layers.block import Block
+from audioflex.layers.block import Block, init_vit_weights
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
 from audioflex.models.heads import AttentionPool, segment_mean
@@ -51,16 +51,6 @@ def _blocks(
         )
         for r in rates
     )
-
-
-def _init_vit(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 class AST(nn.Module):
@@ -109,7 +99,7 @@ class AST(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_norm = nn.LayerNorm(embed_dim, eps=head_norm_eps)
         self.head = nn.Linear(embed_dim, num_classes)
-        self.apply(_init_vit)
+        self.apply(init_vit_weights)
         for p in (self.cls_token, self.dist_token, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
 
@@ -222,7 +212,7 @@ class ElasticAST(nn.Module):
         if self.has_frame_head:
             self.frame_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
             self.frame_fc = nn.Linear(embed_dim, num_classes)
-        self.apply(_init_vit)
+        self.apply(init_vit_weights)
         nn.init.trunc_normal_(self.pos_embed_freq, std=0.02)
         nn.init.trunc_normal_(self.pos_embed_time, std=0.02)
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audioflex.layers.block import init_vit_weights
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.swin import SwinStage
 from audioflex.models.outputs import AudioOutput
@@ -54,16 +55,6 @@ def unfold_image(image: torch.Tensor, chunks: int) -> torch.Tensor:
     b, _, h, w = image.shape
     x = image.reshape(b, chunks, h // chunks, w).permute(0, 2, 1, 3)
     return x.reshape(b, h // chunks, chunks * w)
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 class HTSAT(nn.Module):
@@ -150,7 +141,7 @@ class HTSAT(nn.Module):
         self.tscam_conv = nn.Conv2d(
             self.num_features, num_classes, (self.freq_bins, 3), padding=(0, 1)
         )
-        self.apply(_init_weights)
+        self.apply(init_vit_weights)
 
     # ------------------------------------------------------------------ input -> image
     def spectrogram_to_image(

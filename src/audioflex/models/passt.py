@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from audioflex.audio.frontend.passt import PasstMelConfig
-from audioflex.layers.block import Block
+from audioflex.layers.block import Block, init_vit_weights
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import resample_1d
 from audioflex.models.outputs import AudioOutput
@@ -45,16 +45,6 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 class PaSST(nn.Module):
@@ -124,7 +114,7 @@ class PaSST(nn.Module):
         self.head = nn.Sequential(
             nn.LayerNorm(embed_dim, eps=head_norm_eps), nn.Linear(embed_dim, num_classes)
         )
-        self.apply(_init_weights)
+        self.apply(init_vit_weights)
         for p in (self.cls_token, self.dist_token, self.new_pos_embed,
                   self.freq_new_pos_embed, self.time_new_pos_embed):
             if p is not None:

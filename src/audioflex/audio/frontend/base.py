@@ -62,6 +62,35 @@ class Frontend(nn.Module):
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def check_batch(
+        self, wave: torch.Tensor, lengths: torch.Tensor | None, min_samples: int = 1
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Validate ``wave [B, T]`` and ``lengths [B]`` (None: all ``T``); returns lengths as an
+        int64 tensor on ``wave``'s device and as host ints. Errors name the front end."""
+        name = type(self).__name__
+        if wave.ndim != 2:
+            raise ValueError(f"{name}: wave must be [B, T], got shape {tuple(wave.shape)}")
+        if not wave.is_floating_point():
+            raise TypeError(f"{name}: wave must be floating point in [-1, 1], got {wave.dtype}")
+        b, t = wave.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long, device=wave.device)
+        else:
+            lengths = torch.as_tensor(lengths, device=wave.device).long()
+            if lengths.shape != (b,):
+                raise ValueError(f"{name}: lengths must be [B]={b}, got {tuple(lengths.shape)}")
+        lens = lengths.tolist()
+        if lens and max(lens) > t:
+            raise ValueError(f"{name}: a length ({max(lens)}) exceeds the waveform size ({t})")
+        need = max(1, min_samples)
+        if lens and min(lens) < need:
+            raise ValueError(
+                f"{name}: lengths must be at least {need} samples each "
+                f"({1000 * need / self.sample_rate:.1f} ms at {self.sample_rate} Hz), got {min(lens)}; "
+                "drop empty clips or pad short audio before the front end"
+            )
+        return lengths, lens
+
 
 def register_frontend(config_cls: type[FrontendConfig], module_cls: type[Frontend]) -> None:
     """Make ``build_frontend`` know a front-end kind."""

@@ -209,23 +209,7 @@ class KaldiFbank(Frontend):
         c = self.config
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
-        if wave.dim() != 2:
-            raise ValueError(f"KaldiFbank: wave must be [B, T] or [T], got {tuple(wave.shape)}")
-        if not wave.is_floating_point():
-            raise TypeError(f"KaldiFbank: wave must be floating point, got {wave.dtype}")
-        bsz, total = wave.shape
-        if lengths is None:
-            lengths = torch.full((bsz,), total, dtype=torch.long, device=wave.device)
-        else:
-            lengths = torch.as_tensor(lengths, device=wave.device).long()
-            if lengths.shape != (bsz,):
-                raise ValueError(f"KaldiFbank: lengths must be [B]={bsz}, got {tuple(lengths.shape)}")
-        lens = lengths.tolist()
-        if any(n < 1 or n > total for n in lens):
-            raise ValueError(
-                f"KaldiFbank: every length must be in [1, {total}] samples, got {lens}; "
-                "drop empty clips before the front end"
-            )
+        lengths, lens = self.check_batch(wave, lengths)
         dtype = torch.float64 if wave.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=wave.device.type, enabled=False):
             spec = self._fbank(wave.to(dtype), lens)

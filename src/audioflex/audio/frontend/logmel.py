@@ -137,25 +137,15 @@ class LogMel(Frontend):
         self, wave: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``wave [B, T]`` (+ valid samples ``lengths [B]``) -> (dB ``[B, F, T']``, frames ``[B]``)."""
-        if wave.ndim != 2:
-            raise ValueError(f"LogMel expects a waveform batch [B, T], got shape {tuple(wave.shape)}")
-        if wave.shape[-1] == 0:
-            raise ValueError("LogMel got empty waveforms (0 samples)")
-        if not wave.is_floating_point():
-            raise TypeError(f"LogMel expects a float waveform in [-1, 1], got dtype {wave.dtype}")
+        given = lengths
+        lengths, lens = self.check_batch(wave, lengths)
         wave = wave.float() if wave.dtype in (torch.float16, torch.bfloat16) else wave
         b, n = wave.shape
         with torch.autocast(wave.device.type, enabled=False):
-            if lengths is None:
+            if given is None:
                 spec = self._logmel(wave)
                 frames = torch.full((b,), spec.shape[-1], dtype=torch.long, device=wave.device)
                 return spec, frames
-            lengths = torch.as_tensor(lengths, device=wave.device).long()
-            if lengths.shape != (b,):
-                raise ValueError(f"lengths must have shape [{b}], got {tuple(lengths.shape)}")
-            lens = lengths.tolist()
-            if min(lens) < 1 or max(lens) > n:
-                raise ValueError(f"lengths must be in [1, {n}] samples, got {lens}")
             total = self.num_frames(n)
             spec = wave.new_full((b, self.config.n_mels, total), self.config.floor_db)
             for length in sorted(set(lens)):  # clips of equal length share one STFT call

@@ -134,35 +134,12 @@ class PasstMel(Frontend):
         """Frames for a clip of ``num_samples`` samples (one sample is lost to pre-emphasis)."""
         return (num_samples - 1) // self.config.hop_length + 1
 
-    def _check(self, wave: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        if wave.ndim != 2:
-            raise ValueError(f"PasstMel expects waveforms [B, T], got shape {tuple(wave.shape)}")
-        b, t = wave.shape
-        if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long, device=wave.device)
-        else:
-            lengths = torch.as_tensor(lengths, device=wave.device).long()
-            if lengths.shape != (b,):
-                raise ValueError(
-                    f"PasstMel: lengths must have shape [{b}], got {tuple(lengths.shape)}"
-                )
-        lmin, lmax = (int(v) for v in torch.aminmax(lengths))
-        if lmax > t:
-            raise ValueError(f"PasstMel: a length ({lmax}) exceeds the waveform size ({t})")
-        if lmin < self.min_samples:
-            raise ValueError(
-                f"PasstMel: clips need at least {self.min_samples} samples "
-                f"({1000 * self.min_samples / self.sample_rate:.1f} ms at {self.sample_rate} Hz), "
-                f"got {lmin}; pad short audio before the front end"
-            )
-        return lengths
-
     def power(
         self, wave: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-emphasis + STFT power: ``[B, T]`` -> (``[B, n_fft // 2 + 1, T']``, frames ``[B]``)."""
         c = self.config
-        lengths = self._check(wave, lengths)
+        lengths, _ = self.check_batch(wave, lengths, self.min_samples)
         with torch.autocast(device_type=wave.device.type, enabled=False):
             x = wave.float()
             y = F.conv1d(x.unsqueeze(1), self.preemphasis_kernel).squeeze(1)  # [B, T - 1]
