@@ -168,13 +168,19 @@ def synth_clip(label: str, seconds: float, rng: np.random.Generator, sr: int = S
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """Sizes of the demo dataset (clips per class per split) and the length range in seconds."""
+    """Sizes of the demo dataset (clips per class per split) and the length range in seconds.
+
+    Train and valid clips have natural lengths (log-uniform in ``[min_seconds, max_seconds]``);
+    test clips are all ``test_seconds`` long (None: natural too), so an evaluation at any shorter
+    length crops real audio instead of padding silence.
+    """
 
     train_per_class: int = 60
     valid_per_class: int = 10
     test_per_class: int = 20
     min_seconds: float = 0.5
     max_seconds: float = 10.0
+    test_seconds: float | None = 10.0
     seed: int = 1234
 
 
@@ -197,6 +203,8 @@ def make_demo_dataset(root: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
             for i in range(per_class):
                 rng = np.random.default_rng([spec.seed, s_idx, c_idx, i])
                 secs = math.exp(rng.uniform(math.log(spec.min_seconds), math.log(spec.max_seconds)))
+                if split == "test" and spec.test_seconds is not None:
+                    secs = spec.test_seconds
                 rel = Path(split) / label / f"{label}_{i:03d}.wav"
                 sf.write(root / rel, synth_clip(label, secs, rng), SAMPLE_RATE, subtype="PCM_16")
                 rows.append((rel.as_posix(), label, split))
