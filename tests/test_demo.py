@@ -1,0 +1,20 @@
+"""The demo end to end on tiny settings: data -> training both models -> evaluation -> report."""
+
+import json
+
+from audioflex.demo import DemoSettings, run_demo
+
+
+def test_quick_demo_writes_report_plot_and_checkpoints(tmp_path):
+    lines = []
+    result = run_demo(tmp_path / "demo", DemoSettings.quick(), say=lines.append)
+    assert [ln.split()[0] for ln in lines if ln[:1].isdigit()] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    text = result.report.read_text()
+    assert "## elastic_ast_tiny: test accuracy" in text and "## ast_tiny: test accuracy" in text
+    assert "| 40 ms |" in text and result.plot.stat().st_size > 10_000
+    for ck in result.checkpoints.values():
+        assert (ck / "model.safetensors").is_file() and json.loads((ck / "config.json").read_text())["labels"]
+    rows = json.loads((tmp_path / "demo" / "evaluation.json").read_text())
+    assert {r["name"] for r in rows} == {"elastic_ast_tiny", "ast_tiny"}
+    assert all(len(r["rows"]) == 4 for r in rows)  # 2 lengths x 2 frame shifts
+    assert set(result.accuracy["elastic_ast_tiny"]) == {"1s@10ms", "2s@10ms", "1s@40ms", "2s@40ms"}
