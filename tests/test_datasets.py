@@ -269,3 +269,46 @@ def test_lr_schedule_warmup_cosine_step() -> None:
 
     # a label repeated inside one clip counts once
     assert class_balanced_weights([("a", "a"), ("a",)]).tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_random_length_crops_known_to_the_sampler(clips: list[ClipRecord]) -> None:
+    """data.random_crop_frames: U{lo .. min(T, hi)} frames per clip and epoch, at the clip's own
+    frame shift; token counts planned before batching equal the batch's tokens."""
+    fe = KaldiFbankConfig(num_mel_bins=32)
+    waves = WaveformDataset(clips, LABELS, sample_rate=SR, train=True, max_seconds=None, seed=2)
+    ds = SpectrogramDataset(waves, fe, frame_shifts_ms=[10, 20], random_crop_frames=[40, 150], patch=16)
+    sizes: dict[int, set[int]] = {0: set(), 1: set(), 2: set()}
+    collate = TrainCollator(packed=True, patch=16, train=True, max_tokens=10_000)
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        counts = ds.token_counts(epoch)
+        items = [ds[i] for i in range(3)]
+        for i, (spec, _, meta) in enumerate(items):
+            hop = int(SR * meta["frame_shift_ms"] / 1000)
+            full = 1 + (int(clips[i].duration * SR) - 400) // hop
+            assert 40 <= spec.shape[1] <= min(full, 150) or (full < 40 and spec.shape[1] == full)
+            assert 0 <= meta["crop_start"] <= full - spec.shape[1]
+            assert counts[i] == 2 * math.ceil(spec.shape[1] / 16)
+            # the crop is the front end's output at those frames (not a re-computation)
+            whole = ds.frontend(meta["shift_key"])(waves[i][0].unsqueeze(0))[0][0]
+            assert torch.equal(spec, whole[:, meta["crop_start"] : meta["crop_start"] + spec.shape[1]])
+            sizes[i].add(spec.shape[1])
+        assert collate(items).inputs.info.cu_seqlens_list[-1] == sum(counts)
+    assert len(sizes[0]) > 3  # the 2 s clip gets different lengths
+    # evaluation never crops
+    evalds = SpectrogramDataset(
+        WaveformDataset(clips, LABELS, sample_rate=SR), fe, random_crop_frames=[40, 150], max_tokens=8
+    )
+    assert evalds[0][0].shape[1] == 1 + (2 * SR - 400) // 160
+    with pytest.raises(ValueError, match="random_crop_frames"):
+        SpectrogramDataset(waves, fe, random_crop_frames=[50, 10])
+    with pytest.raises(ValueError, match="native-length"):
+        SpectrogramDataset(waves, KaldiFbankConfig(num_mel_bins=32, target_length=64), random_crop_frames=[5, 10])
+
+
+def test_token_budget_crop_in_the_dataset(clips: list[ClipRecord]) -> None:
+    fe = KaldiFbankConfig(num_mel_bins=32)
+    waves = WaveformDataset(clips, LABELS, sample_rate=SR, train=True, seed=0)
+    ds = SpectrogramDataset(waves, fe, max_tokens=10, patch=16)  # 5 columns = 80 frames
+    spec, _, meta = ds[0]
+    assert spec.shape[1] == 80 and meta["tokens"] == 10 and ds.token_counts(0)[0] == 10

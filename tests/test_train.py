@@ -192,4 +192,64 @@ def test_recipes_load_and_name_registered_models() -> None:
         cfg = load_config(p)
         assert cfg.model.name in list_models(), p
         for spec in (cfg.data.train, cfg.data.valid):
-            assert spec.kind is None or spec.kind in READERS, p
+            assert spec.kind is None or spec.kind in READERS or spec.kind == "shards", p
+
+
+@pytest.mark.parametrize("model", ["elastic", "ast"])
+def test_frontend_on_device_equals_frontend_in_workers(
+    manifest: Path, tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.frontend_device=device (waveforms from the workers, front end batched per frame shift in
+    the loop) trains exactly like the per-clip front end in the workers."""
+    cfg = tiny_config(manifest, tmp_path / "w", max_steps=2, eval_every=0, save_every=0)
+    if model == "elastic":
+        cfg["data"]["random_crop_frames"] = [20, 60]  # crops and shifts planned in the workers
+        cfg["data"]["max_tokens"] = 60
+    else:
+        cfg["model"] = {"name": "ast_tiny", "kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}}
+        cfg["frontend"] = {"num_mel_bins": 32, "target_length": 64}
+        cfg["data"]["batch_size"] = 4
+        cfg["augment"]["frame_shifts_ms"] = [10, 20]
+    workers = train(cfg)
+    from audioflex.data.datasets import DeviceFrontend
+
+    calls: list[int] = []
+    orig = DeviceFrontend.__call__
+
+    def counting(self: DeviceFrontend, batch: Any) -> Any:
+        calls.append(len(batch.waves))
+        groups = {it[2]["shift_key"] for it in batch.waves}
+        calls.append(-len(groups))
+        return orig(self, batch)
+
+    monkeypatch.setattr(DeviceFrontend, "__call__", counting)
+    dev_cfg = {**cfg, "out_dir": str(tmp_path / "d"), "data": {**cfg["data"], "frontend_device": "device"}}
+    device = train(dev_cfg)
+    assert sum(c for c in calls if c > 0) >= 4 and min(calls) <= -2  # waveforms batched, several shift groups
+    a, b = _params(workers.last_checkpoint), _params(device.last_checkpoint)
+    _assert_same(a, b, atol=1e-6)
+    la, lb = ([r["loss"] for r in map(json.loads, res.metrics_path.read_text().splitlines()) if r["split"] == "train"]
+              for res in (workers, device))
+    assert la == pytest.approx(lb, abs=1e-6) and len(la) == 2
+    torch.manual_seed(0)
+    assert any(not torch.equal(a[k], v) for k, v in ck_init(cfg).items())  # it trained
+
+
+def ck_init(cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    from audioflex.models.registry import create_model
+
+    torch.manual_seed(0)
+    extra = {"max_length": cfg["frontend"]["target_length"]} if "target_length" in cfg["frontend"] else {}
+    m = create_model(cfg["model"]["name"], **cfg["model"]["kwargs"], num_classes=2, num_mel_bins=32, **extra)
+    return m.state_dict()
+
+
+def test_frontend_device_option_is_checked(manifest: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(manifest, tmp_path / "x", max_steps=1)
+    cfg["data"]["frontend_device"] = "gpu"
+    with pytest.raises(ValueError, match="frontend_device"):
+        train(cfg)
+    cfg["data"]["frontend_device"] = "workers"
+    cfg["data"]["random_crop_frames"] = [100, 50]
+    with pytest.raises(ValueError, match="random_crop_frames"):
+        train(cfg)

@@ -2,9 +2,12 @@
 
 A shard is a plain tar file; each clip is two members sharing a key: ``<key>.<ext>`` (the audio
 file's bytes, unchanged: wav/flac/ogg/mp3) and ``<key>.json`` (labels, events, split, fold,
-duration, source path). Shards are readable by the ``webdataset`` package as they are; audioflex
-streams them itself with :class:`ShardStream` (no extra dependency), splitting shards across
-``torch.distributed`` ranks and DataLoader workers so each shard is read by exactly one worker.
+duration, source path). Beside the shards, ``labels.json`` holds the label vocabulary and
+``manifest.json`` the clip count of every shard (``{"clips", "multilabel", "shards": [{"name",
+"clips"}]}``), so training knows the set's size and loss without reading the tars. Shards are
+readable by the ``webdataset`` package as they are; audioflex streams them itself with
+:class:`ShardStream` (no extra dependency), splitting shards across ``torch.distributed`` ranks
+and DataLoader workers so each shard is read by exactly one worker.
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ def write_shards(
     tar: tarfile.TarFile | None = None
     tmp: Path | None = None
     size = 0
+    counts: list[int] = []
+    multilabel = False
 
     def close() -> None:
         nonlocal tar, tmp
@@ -120,6 +125,7 @@ def write_shards(
             tmp = out / f"{prefix}-{len(report.shards):06d}.tar.tmp"
             tar = tarfile.open(tmp, "w")  # noqa: SIM115  (spans several records; closed by close())
             size = 0
+            counts.append(0)
         key = f"{i:09d}"
         ext = Path(r.path).suffix.lstrip(".").lower() or "wav"
         _add(tar, f"{key}.{ext}", audio)
@@ -127,10 +133,60 @@ def write_shards(
         size += len(audio) + len(meta)
         report.clips += 1
         report.bytes += len(audio)
+        counts[-1] += 1
+        multilabel = multilabel or len(r.labels) != 1
     close()
     if labels is not None:
         (out / "labels.json").write_text(json.dumps(list(labels)) + "\n")
+    manifest = {
+        "clips": report.clips,
+        "multilabel": multilabel,
+        "shards": [{"name": sh.name, "clips": n} for sh, n in zip(report.shards, counts)],
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return report
+
+
+MANIFEST = "manifest.json"
+LABELS = "labels.json"
+
+
+@dataclass
+class ShardInfo:
+    """What a shard directory declares: its shards, label vocabulary and (if written) manifest."""
+
+    shards: list[Path]
+    labels: list[str]
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def num_clips(self) -> int | None:
+        return None if self.manifest is None else int(self.manifest.get("clips", 0))
+
+    @property
+    def multilabel(self) -> bool | None:
+        return None if self.manifest is None else self.manifest.get("multilabel")
+
+
+def read_shard_info(path: str | Path) -> ShardInfo:
+    """Shards, labels (``labels.json``, required) and ``manifest.json`` (optional) of a shard directory."""
+    p = Path(path)
+    shards = list_shards(p)
+    base = p if p.is_dir() else p.parent
+    lab = base / LABELS
+    if not lab.is_file():
+        raise FileNotFoundError(
+            f"{base}: no {LABELS} beside the shards; write shards with `audioflex shard` (or write_shards(labels=...))"
+        )
+    try:
+        labels = json.loads(lab.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{lab}: not valid JSON ({exc})") from None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"{lab}: expected a JSON list of label names")
+    man = base / MANIFEST
+    manifest = json.loads(man.read_text()) if man.is_file() else None
+    return ShardInfo(shards, labels, manifest)
 
 
 def list_shards(spec: str | Path) -> list[Path]:

@@ -11,6 +11,7 @@ from audioflex.train.config import (
     DataSpec,
     ModelConfig,
     OptimConfig,
+    SedConfig,
     TrainConfig,
     load_config,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "DataSpec",
     "ModelConfig",
     "OptimConfig",
+    "SedConfig",
     "TrainConfig",
     "TrainResult",
     "load_config",

@@ -49,7 +49,12 @@ class ModelConfig:
 
 @dataclass
 class DataSpec:
-    """One dataset selection: ``read_dataset(path, kind)`` then a split and/or folds."""
+    """One dataset selection: ``read_dataset(path, kind)`` then a split and/or folds.
+
+    ``kind: shards`` (training set only): ``path`` is a directory of WebDataset tar shards written
+    by ``audioflex shard`` (labels from its ``labels.json``); clips are streamed, not indexed, so
+    ``split``/``folds`` do not apply (shard the selection you want).
+    """
 
     path: str | None = None
     kind: str | None = None
@@ -69,6 +74,20 @@ class DataConfig:
     ``balanced``: AudioSet-style class-balanced sampling with replacement, ``epoch_size`` clips
     per epoch (default: the dataset size). ``multilabel``: None = inferred (any clip with more
     than one label).
+
+    ``random_crop_frames: [lo, hi]`` (packed models, training): each clip is cropped to
+    ``U{lo .. min(T, hi)}`` frames at its own frame shift (ElasticAST: ``[384, 3072]``; raise
+    ``max_seconds`` to 30.72 or null so clips are not capped first). ``frontend_device``:
+    ``workers`` (the front end runs per clip in the DataLoader workers, on CPU) or ``device``
+    (workers return waveforms; the loop runs the front end batched per frame shift on the training
+    device — the same batches, less CPU work on GPU machines).
+
+    Shard streams (``train.kind: shards``): ``shuffle_buffer`` clips are shuffled in a buffer
+    (shard order is shuffled per epoch too); packed batches are planned first-fit-decreasing over a
+    buffer of ``pack_buffer`` clips. ``stream_resume``: ``skip`` (a resumed run replays the
+    epoch's stream and skips the batches already trained on: exact, but the skipped clips are
+    decoded again) or ``restart`` (the interrupted epoch starts over: fast, its first part is seen
+    twice). Streams need ``max_steps`` (an epoch's batch count is not known in advance).
     """
 
     train: DataSpec = field(default_factory=DataSpec)
@@ -86,6 +105,35 @@ class DataConfig:
     epoch_size: int | None = None
     num_workers: int = 0
     drop_last: bool = False
+    random_crop_frames: list[int] | None = None
+    frontend_device: str = "workers"
+    shuffle_buffer: int = 256
+    pack_buffer: int = 64
+    stream_resume: str = "skip"
+
+
+@dataclass
+class SedConfig:
+    """Strong-label (sound event detection) training for models with frame-wise outputs.
+
+    ``frame_weight`` w > 0 (0 = off: clip loss only): clips whose events are known (DESED-style strong labels, see
+    ``audioflex.data.datasets.is_strong``) get ``(1 - w) * clip BCE + w * frame BCE`` with frame
+    targets rasterised at the model's frame hop (HTS-AT: its 32 steps of 0.32 s; ElasticAST with
+    ``frame_head: true``: one step per patch column = 16 frame shifts) over the clip's real
+    length; weak-only clips get the clip BCE alone — or, with ``weak_frame_loss``, the clip BCE
+    mixed with the BCE of the frame logits pooled over time (``weak_pool``), which trains a
+    separate frame head from clip labels. ``rule``: ``any`` (a step is active if an event
+    overlaps it) or ``half``. Mixup must be off (``augment.mixup_alpha: 0``). Needs BCE.
+    """
+
+    frame_weight: float = 0.0
+    weak_frame_loss: bool = False
+    weak_pool: str = "mean"
+    rule: str = "any"
+
+    @property
+    def enabled(self) -> bool:
+        return self.frame_weight > 0
 
 
 @dataclass
@@ -142,6 +190,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    sed: SedConfig = field(default_factory=SedConfig)
     max_steps: int | None = 1000
     epochs: int | None = None
     eval_every: int = 500
@@ -300,6 +349,7 @@ __all__ = [
     "DataSpec",
     "ModelConfig",
     "OptimConfig",
+    "SedConfig",
     "TrainConfig",
     "apply_overrides",
     "load_config",

@@ -8,6 +8,14 @@ Run directory layout::
     <out_dir>/last/              checkpoint + train_state.{safetensors,json} (resume from here)
     <out_dir>/best/              checkpoint with the best validation metric
 
+Training data comes from a dataset read by ``read_dataset`` (indexed: token-budget batches planned
+per epoch by ``BudgetBatchSampler``, exact mid-epoch resume) or from WebDataset shards
+(``data.train.kind: shards``: streamed, shards split across ranks and DataLoader workers, batches
+built on the fly by ``StreamingBatches``; a resumed run replays the interrupted epoch's stream and
+skips the batches already trained on, or restarts the epoch with ``data.stream_resume: restart``).
+Under DDP a stream's epoch ends for every rank as soon as one rank's shards run out (ranks hold
+different shards, so their batch counts differ; the rest of the longer streams is dropped).
+
 Loss normalisation: every optimiser step sums per-clip losses over all micro-batches of all
 ranks and divides by the global number of clips (an all-reduce of the clip count before the
 backward passes), scaled by the world size to undo DDP's gradient averaging. So packed batches
@@ -42,7 +50,10 @@ from audioflex.checkpoints.io import describe_mismatch, load_state_checked, read
 from audioflex.data.datasets import (
     BadClip,
     Batch,
+    DeviceFrontend,
+    FrameTargetSpec,
     SpectrogramDataset,
+    StreamingBatches,
     TrainCollator,
     WaveformDataset,
     resolve_durations,
@@ -53,7 +64,7 @@ from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import state as st
 from audioflex.train.config import DataSpec, TrainConfig, load_config
 from audioflex.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from audioflex.train.losses import per_clip_loss
+from audioflex.train.losses import per_clip_loss, sed_per_clip_loss
 from audioflex.train.optim import build_optimizer, lr_factor, set_lr
 
 logger = logging.getLogger(__name__)
@@ -212,17 +223,36 @@ class _Trainer:
     def build(self) -> None:
         cfg, info = self.cfg, self.info
         cache: dict[tuple[Any, ...], ReadResult] = {}
-        train_res = _read(cfg.data.train, cache, "data.train")
-        self.labels: LabelSet = train_res.labels
-        train_recs = _select(train_res, cfg.data.train, "data.train")
+        self.stream = (cfg.data.train.kind or "").lower() == "shards"
+        stream_multilabel: bool | None = None
+        if self.stream:
+            from audioflex.data.shards import read_shard_info
+
+            if cfg.data.train.path is None:
+                raise ValueError("data.train.path is not set: point it at a directory of shards (audioflex shard)")
+            shard_info = read_shard_info(cfg.data.train.path)
+            self.shards = shard_info.shards
+            self.labels: LabelSet = LabelSet(shard_info.labels)
+            train_recs: list[ClipRecord] = []
+            stream_multilabel = shard_info.multilabel
+            if stream_multilabel is None and cfg.data.multilabel is None:
+                logger.warning("data.train: %s has no manifest.json; assuming multi-label (BCE)", cfg.data.train.path)
+                stream_multilabel = True
+        else:
+            train_res = _read(cfg.data.train, cache, "data.train")
+            self.labels = train_res.labels
+            train_recs = _select(train_res, cfg.data.train, "data.train")
         valid_recs: list[ClipRecord] = []
         if cfg.data.valid is not None and cfg.data.valid.path is not None:
+            if (cfg.data.valid.kind or "").lower() == "shards":
+                raise ValueError("data.valid: validation reads a regular dataset, not shards (kind: shards)")
             valid_recs = _select(_read(cfg.data.valid, cache, "data.valid"), cfg.data.valid, "data.valid")
-        self.multilabel = (
-            cfg.data.multilabel
-            if cfg.data.multilabel is not None
-            else any(len(r.labels) != 1 for r in train_recs)
-        )
+        if cfg.data.multilabel is not None:
+            self.multilabel = cfg.data.multilabel
+        elif self.stream:
+            self.multilabel = bool(stream_multilabel)
+        else:
+            self.multilabel = any(len(r.labels) != 1 for r in train_recs)
         self.loss_kind = cfg.loss if cfg.loss != "auto" else ("bce" if self.multilabel else "ce")
         if self.loss_kind not in ("bce", "ce"):
             raise ValueError(f"loss: use auto, bce or ce (got {cfg.loss!r})")
@@ -251,11 +281,14 @@ class _Trainer:
             self._load_init(model, init_state)
         self.packed = getattr(model, "input_kind", "spectrogram") == "packed"
         self.patch = int(getattr(model, "patch_size", 16))
+        self.takes_frames = not self.packed and "frames" in inspect.signature(model.forward).parameters
+        frame_spec = self._frame_target_spec(model)
         self.model = model.to(self.device)
         # per-rank stream for model-internal randomness (token dropping, drop-path)
         torch.manual_seed(derive_seed(cfg.seed, 0x70CE, info.rank))
 
         # data
+        self._check_data_options()
         cache_path = self.run_dir / "durations.json"
         if info.is_main:
             train_recs, bad = resolve_durations(train_recs, cache_path)
@@ -265,7 +298,7 @@ class _Trainer:
         barrier(info)
         if not info.is_main:
             train_recs, _ = resolve_durations(train_recs, cache_path if cache_path.is_file() else None)
-        if not train_recs:
+        if not train_recs and not self.stream:
             raise ValueError(f"data.train: none of the clips of {cfg.data.train.path} is readable")
         sr = self.frontend_cfg.sample_rate
         fixed_frames = getattr(self.frontend_cfg, "target_length", None)
@@ -292,9 +325,48 @@ class _Trainer:
         train_waves = WaveformDataset(
             train_recs, self.labels, sample_rate=sr, train=True, gain_db=aug.gain_db, seed=cfg.seed, **window
         )
+        on_device = cfg.data.frontend_device == "device"
         self.train_ds = SpectrogramDataset(
-            train_waves, self.frontend_cfg, frame_shifts_ms=aug.frame_shifts_ms or None, spec_augment=spec_aug
+            train_waves,
+            self.frontend_cfg,
+            frame_shifts_ms=aug.frame_shifts_ms or None,
+            spec_augment=spec_aug,
+            random_crop_frames=cfg.data.random_crop_frames,
+            max_tokens=cfg.data.max_tokens if self.packed else None,
+            patch=self.patch,
+            frame_targets=frame_spec,
+            defer_frontend=on_device,
         )
+        collate = TrainCollator(
+            packed=self.packed,
+            patch=self.patch,
+            max_tokens=cfg.data.max_tokens if self.packed else None,
+            train=True,
+            pad_value=self.train_ds.pad_value,
+            mixup_alpha=aug.mixup_alpha,
+            mixup_prob=aug.mixup_prob,
+            defer=on_device,
+        )
+        self.device_frontend = DeviceFrontend(self.train_ds, collate, self.device) if on_device else None
+        if self.stream:
+            self._build_stream(collate)
+        else:
+            self._build_sampler(train_recs, collate)
+        self.valid_loader = None
+        if valid_recs and info.is_main:
+            vw = WaveformDataset(
+                valid_recs, self.labels, sample_rate=sr, train=False, eval_crop=cfg.data.eval_crop, **eval_window
+            )
+            vds = SpectrogramDataset(vw, self.frontend_cfg)
+            vcounts: Any = vds.token_counts(0, self.patch) if self.packed else [1] * len(valid_recs)
+            vbudget = cfg.data.max_tokens if self.packed else (cfg.data.eval_batch_size or cfg.data.batch_size)
+            vsampler = BudgetBatchSampler(vcounts, vbudget, max_clips=cfg.data.max_clips, shuffle=False)
+            vcollate = TrainCollator(packed=self.packed, patch=self.patch, train=False, pad_value=vds.pad_value)
+            self.valid_loader = self._loader(vds, vsampler, vcollate)
+        self._build_optimisation()
+
+    def _build_sampler(self, train_recs: list[ClipRecord], collate: TrainCollator) -> None:
+        cfg, info = self.cfg, self.info
         index_sampler = None
         if cfg.data.balanced:
             index_sampler = ClassBalancedSampler.from_labels(
@@ -314,28 +386,108 @@ class _Trainer:
             drop_last=cfg.data.drop_last,
             index_sampler=index_sampler,
         )
-        collate = TrainCollator(
-            packed=self.packed,
-            patch=self.patch,
-            max_tokens=cfg.data.max_tokens if self.packed else None,
-            train=True,
-            pad_value=self.train_ds.pad_value,
-            mixup_alpha=aug.mixup_alpha,
-            mixup_prob=aug.mixup_prob,
-        )
         self.train_loader = self._loader(self.train_ds, self.sampler, collate)
-        self.valid_loader = None
-        if valid_recs and info.is_main:
-            vw = WaveformDataset(
-                valid_recs, self.labels, sample_rate=sr, train=False, eval_crop=cfg.data.eval_crop, **eval_window
-            )
-            vds = SpectrogramDataset(vw, self.frontend_cfg)
-            vcounts: Any = vds.token_counts(0, patch) if self.packed else [1] * len(valid_recs)
-            vbudget = cfg.data.max_tokens if self.packed else (cfg.data.eval_batch_size or cfg.data.batch_size)
-            vsampler = BudgetBatchSampler(vcounts, vbudget, max_clips=cfg.data.max_clips, shuffle=False)
-            vcollate = TrainCollator(packed=self.packed, patch=self.patch, train=False, pad_value=vds.pad_value)
-            self.valid_loader = self._loader(vds, vsampler, vcollate)
 
+    def _build_stream(self, collate: TrainCollator) -> None:
+        from audioflex.data.shards import ShardStream
+
+        cfg, info = self.cfg, self.info
+        if cfg.data.balanced:
+            raise ValueError("data.balanced: class-balanced sampling needs an indexed dataset, not a shard stream")
+        if cfg.max_steps is None:
+            raise ValueError("data.train.kind=shards: set max_steps (a stream's batches per epoch are not known)")
+        if len(self.shards) < info.world_size:
+            raise ValueError(
+                f"data.train: {len(self.shards)} shard(s) for {info.world_size} ranks; every rank needs its own "
+                "shards (write smaller shards with --shard-size)"
+            )
+        slots = info.world_size * max(1, cfg.data.num_workers)
+        if len(self.shards) < slots:
+            logger.warning("%d shards for %d ranks x workers: some workers stay idle", len(self.shards), slots)
+        stream = ShardStream(
+            self.shards,
+            sample_rate=self.frontend_cfg.sample_rate,
+            shuffle=True,
+            buffer=cfg.data.shuffle_buffer,
+            seed=cfg.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        self.train_stream = StreamingBatches(
+            stream,
+            self.train_ds,
+            packed=self.packed,
+            max_tokens=cfg.data.max_tokens if self.packed else None,
+            max_clips=cfg.data.max_clips,
+            batch_size=cfg.data.batch_size,
+            buffer=cfg.data.pack_buffer,
+            drop_last=cfg.data.drop_last,
+        )
+        self.sampler = None
+        g = torch.Generator()
+        g.manual_seed(cfg.seed)
+        self.train_loader = DataLoader(
+            self.train_stream,
+            batch_size=None,
+            collate_fn=collate,
+            num_workers=cfg.data.num_workers,
+            pin_memory=False,
+            generator=g,
+        )
+
+    def _check_data_options(self) -> None:
+        d = self.cfg.data
+        if d.frontend_device not in ("workers", "device"):
+            raise ValueError(f"data.frontend_device: use 'workers' or 'device' (got {d.frontend_device!r})")
+        if d.stream_resume not in ("skip", "restart"):
+            raise ValueError(f"data.stream_resume: use 'skip' or 'restart' (got {d.stream_resume!r})")
+        if d.random_crop_frames is not None:
+            rc = d.random_crop_frames
+            if not self.packed:
+                raise ValueError(
+                    "data.random_crop_frames: random-length crops are for native-length (packed) models; "
+                    f"{self.model_name} takes a fixed grid (use data.clip_seconds)"
+                )
+            if len(rc) != 2 or not all(isinstance(v, int) for v in rc) or not 0 < rc[0] <= rc[1]:
+                raise ValueError(f"data.random_crop_frames: expected [min, max] frames with 0 < min <= max, got {rc}")
+        if d.shuffle_buffer < 1 or d.pack_buffer < 1:
+            raise ValueError("data.shuffle_buffer and data.pack_buffer must be >= 1")
+
+    def _frame_target_spec(self, model: nn.Module) -> FrameTargetSpec | None:
+        """Frame-target rasterisation for ``sed.frame_weight > 0`` (errors when the set-up can't)."""
+        sed = self.cfg.sed
+        if sed.frame_weight < 0 or sed.frame_weight > 1:
+            raise ValueError(f"sed.frame_weight must be in [0, 1], got {sed.frame_weight}")
+        if not sed.enabled:
+            return None
+        if sed.rule not in ("any", "half"):
+            raise ValueError(f"sed.rule: use 'any' or 'half' (got {sed.rule!r})")
+        if sed.weak_pool not in ("mean", "max"):
+            raise ValueError(f"sed.weak_pool: use 'mean' or 'max' (got {sed.weak_pool!r})")
+        if self.loss_kind != "bce":
+            raise ValueError("sed.frame_weight > 0 trains frame-level BCE: set loss=bce (or data.multilabel=true)")
+        if self.cfg.augment.mixup_alpha > 0:
+            raise ValueError(
+                "sed.frame_weight > 0: mixup has no aligned frame targets; set augment.mixup_alpha=0 for strong-label "
+                "training"
+            )
+        labels = tuple(self.labels.names)
+        if self.packed:
+            if not getattr(model, "has_frame_head", False):
+                raise ValueError(
+                    f"sed.frame_weight > 0: {self.model_name} has no frame-wise head; set model.kwargs.frame_head=true"
+                )
+            return FrameTargetSpec(labels, step_frames=self.patch, num_steps=None, rule=sed.rule)
+        steps, step_frames = getattr(model, "num_steps", None), getattr(model, "step_frames", None)
+        if steps is None or step_frames is None:
+            raise ValueError(
+                f"sed.frame_weight > 0: {self.model_name} has no frame-wise output (num_steps/step_frames); "
+                "use HTS-AT or ElasticAST with frame_head=true"
+            )
+        return FrameTargetSpec(labels, step_frames=int(step_frames), num_steps=int(steps), rule=sed.rule)
+
+    def _build_optimisation(self) -> None:
+        cfg, info = self.cfg, self.info
         # optimisation
         if info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -352,7 +504,7 @@ class _Trainer:
             raise ValueError("amp=fp16 needs a CUDA device; use amp=bf16 (or no) on CPU")
         self.amp_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-        steps_per_epoch = max(1, len(self.sampler) // cfg.optim.grad_accum)
+        steps_per_epoch = max(1, len(self.sampler) // cfg.optim.grad_accum) if self.sampler is not None else 1
         if cfg.max_steps is not None:
             self.total_steps = int(cfg.max_steps)
         elif cfg.epochs is not None:
@@ -483,6 +635,9 @@ class _Trainer:
             )
             self.position = 0
             self.epoch += 1
+        if self.stream and self.position and self.cfg.data.stream_resume == "restart":
+            logger.info("stream_resume=restart: epoch %d of the shard stream starts over", self.epoch)
+            self.position = 0
         if not st.restore_rng(tensors, meta.get("host_rng"), self.info.rank):
             logger.warning("checkpoint has no RNG state for rank %d; continuing with a fresh one", self.info.rank)
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt, self.step, self.epoch, self.position)
@@ -503,7 +658,7 @@ class _Trainer:
                 continue
             batch = batch.to(self.device)
             with self._autocast():
-                out = model(batch.inputs)
+                out = self._forward(model, batch)
             logits = out.clip_logits.float()
             losses.append(per_clip_loss(logits, batch.targets, self.loss_kind).cpu())
             probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, -1)
@@ -515,6 +670,12 @@ class _Trainer:
         res = _metrics(torch.cat(scores), torch.cat(targets), self.multilabel)
         res["loss"] = float(torch.cat(losses).mean())
         return res
+
+    def _forward(self, model: nn.Module, batch: Batch) -> Any:
+        """The model on a batch (fixed-grid models that take ``frames`` get the valid frames)."""
+        if self.takes_frames and batch.frames is not None:
+            return model(batch.inputs, batch.frames)
+        return model(batch.inputs)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -556,8 +717,18 @@ class _Trainer:
         ctx = contextlib.nullcontext() if sync or not self.info.enabled else self.ddp_model.no_sync()
         with ctx:
             with self._autocast():
-                out = self.ddp_model(batch.inputs)
+                out = self._forward(self.ddp_model, batch)
             per_clip = per_clip_loss(out.clip_logits, batch.targets, self.loss_kind)
+            if self.cfg.sed.enabled and batch.frame_targets is not None:
+                sed = self.cfg.sed
+                per_clip = sed_per_clip_loss(
+                    out,
+                    batch,
+                    per_clip,
+                    frame_weight=sed.frame_weight,
+                    weak_frame_loss=sed.weak_frame_loss,
+                    weak_pool=sed.weak_pool,
+                )
             if batch.num_clips == 0:  # a stand-in batch (all clips unreadable): keep DDP in step
                 per_clip = per_clip * 0.0
             loss = per_clip.sum() * (self.info.world_size / n_global)
@@ -578,10 +749,17 @@ class _Trainer:
         fallback: Batch | None = None
         t0, clips_since, tokens_since, loss_since, n_since = time.perf_counter(), 0, 0, 0.0, 0
         while self.step < self.total_steps:
-            self.sampler.set_epoch(self.epoch)
-            self.sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
-            self.train_ds.set_epoch(self.epoch)
-            it = iter(self.train_loader)
+            start_position, steps_before = self.position, self.step
+            if self.stream:
+                self.train_stream.set_epoch(self.epoch)
+                it = iter(self.train_loader)
+                for _ in range(self.position):  # stream_resume=skip: replay up to the checkpoint
+                    next(it, None)
+            else:
+                self.sampler.set_epoch(self.epoch)
+                self.sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
+                self.train_ds.set_epoch(self.epoch)
+                it = iter(self.train_loader)
             while self.step < self.total_steps:
                 micro = []
                 for _ in range(accum):
@@ -589,9 +767,14 @@ class _Trainer:
                     if b is None:
                         break
                     micro.append(b)
-                if len(micro) < accum:
+                if self.stream:  # ranks stream different shards: stop together when one runs out
+                    if all_reduce_sum(int(len(micro) == accum), info) < info.world_size:
+                        break
+                elif len(micro) < accum:
                     break
                 self.position += accum
+                if self.device_frontend is not None:
+                    micro = [self.device_frontend(b) for b in micro]
                 for b in micro:
                     self.report_bad(b.bad)
                 n_local = sum(b.num_clips for b in micro)
@@ -653,8 +836,13 @@ class _Trainer:
             if self.step < self.total_steps:
                 self.epoch += 1
                 self.position = 0
-                if len(self.sampler) < accum:
+                if self.sampler is not None and len(self.sampler) < accum:
                     raise ValueError("the training set gives fewer batches per epoch than optim.grad_accum")
+                if self.sampler is None and self.step == steps_before and start_position == 0:
+                    raise ValueError(
+                        "data.train: the shard stream gave fewer batches per epoch than optim.grad_accum on a rank "
+                        "(too few clips or shards per rank)"
+                    )
         bar.close()
         self._maybe_eval_and_save(final=True)
         if self.bad_count:
