@@ -216,3 +216,63 @@ def test_bad_options_and_inputs(ckpts: dict[str, Path], tmp_path: Path) -> None:
     m = hear.load_model(p)
     with pytest.raises(ValueError, match="n_sounds"):
         hear.get_scene_embeddings(torch.zeros(100), m)
+
+
+# --------------------------------------------------------------------------- HTS-AT frame mode
+
+
+def test_htsat_frame_mode_matches_direct_forward(ckpts: dict[str, Path]) -> None:
+    """Frame mode: timestamp vectors are the un-folded final tokens of overlapping windows
+    (5.12 s windows every 2.56 s for this tiny config; 80 ms steps), averaged where windows
+    overlap and interpolated between step centres."""
+    m = hear.load_model(str(ckpts["htsat"]), hop_ms=40)
+    assert m.frames_mode and m.fw_samples == 512 * 320 and m.fw_hop == 256 * 320
+    net, sr = m.net, m.sample_rate
+    x = _noise(7.0, 1, sr, seed=7) * 0.5
+    emb, ts = hear.get_timestamp_embeddings(x, m)
+    assert emb.shape[1] == int(7000 // 40) + 1 and float(ts[0, -1]) <= 7000
+
+    def steps_of(start: int) -> torch.Tensor:  # direct forward of one window -> [S, D]
+        seg = x[:, start : start + m.fw_samples]
+        spec, frames = m.frontend(seg, torch.tensor([seg.shape[1]]))
+        spec, frames = spec[..., :512], frames.clamp(max=512)
+        with torch.no_grad():
+            image, _, _ = net.spectrogram_to_image(spec, frames)
+            tokens, _ = net.forward_features(image)
+            return net.tokens_to_time(tokens).mean(2)[0].T
+
+    w0, w1 = steps_of(0), steps_of(256 * 320)
+    # hop 40 ms = half an 80 ms step: timestamp 2s+1 sits on the centre of step s
+    for s in (0, 10, 31):  # only window 0 covers steps < 32
+        assert torch.allclose(emb[0, 2 * s + 1], w0[s], atol=1e-5)
+    for s in (32, 50, 63):  # window 0 and window 1 overlap
+        assert torch.allclose(emb[0, 2 * s + 1], (w0[s] + w1[s - 32]) / 2, atol=1e-5)
+    # between two step centres: linear interpolation
+    assert torch.allclose(emb[0, 2], (w0[0] + w0[1]) / 2, atol=1e-5)
+    # blocks of a stream give the same vectors (windows are on a fixed grid)
+    ms = hear.load_model(str(ckpts["htsat"]), hop_ms=40, stream_s=1.3)
+    blocks = list(ms.iter_timestamp_blocks(TensorSource(x[0])))
+    assert len(blocks) > 3
+    assert torch.allclose(torch.cat([b[0] for b in blocks]), emb[0], atol=1e-5)
+    # the window mode is still available, and frame mode refuses other families / levels
+    assert not hear.load_model(str(ckpts["htsat"]), timestamp_mode="window").frames_mode
+    with pytest.raises(ValueError, match="HTS-AT"):
+        hear.load_model(str(ckpts["ast"]), timestamp_mode="frames")
+    with pytest.raises(ValueError, match="levels"):
+        hear.load_model(str(ckpts["htsat"]), timestamp_mode="frames", levels=[160, 480])
+
+
+def test_htsat_frame_mode_logits_and_layers(ckpts: dict[str, Path]) -> None:
+    m = hear.load_model(str(ckpts["htsat"]), hop_ms=40, include_logits=True, layers=[0, 1])
+    x = _noise(2.0, 1, m.sample_rate, seed=2) * 0.5
+    emb, _ = hear.get_timestamp_embeddings(x, m)
+    assert emb.shape[-1] == m.timestamp_embedding_size == 5 + 16 + 32
+    spec, frames = m.frontend(x, torch.tensor([x.shape[1]]))
+    with torch.no_grad():
+        image, steps, _ = m.net.spectrogram_to_image(spec, frames)
+        tokens, hidden = m.net.forward_features(image, (0, 1))
+        logits = m.net.forward_head(tokens, steps)[2][0]  # [64, 5]: 80 ms steps
+        stage0 = m._unfold_steps(hidden[0])[0]  # block 0 (stage 0): 128 steps of 40 ms
+    assert stage0.shape == (128, 16)
+    assert torch.allclose(emb[0, 3, :5], logits[1], atol=1e-5)  # 120 ms: centre of step 1
+    assert torch.allclose(emb[0, 3, 5:21], (stage0[2] + stage0[3]) / 2, atol=1e-5)  # between 100 and 140 ms

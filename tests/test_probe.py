@@ -115,20 +115,80 @@ def test_event_task_f_measure(ckpt: Path, tmp_path: Path) -> None:
 def test_event_postprocessing_and_metric() -> None:
     ts = np.arange(40) * 50.0  # 2 s at 50 ms
     p = np.zeros((40, 2))
-    p[4:12, 0] = 0.9  # 200..600 ms
+    p[4:12, 0] = 0.9  # 200..550 ms (HEAR: an event ends at its last active timestamp)
     p[20, 0] = 0.9  # a one-frame blip: removed by the median filter
-    p[30:33, 1] = 0.8  # 1500..1650 ms: 150 ms
+    p[30:34, 1] = 0.8  # 1500..1650 ms: 150 ms
+    p[36, 1] = 0.5  # not above the threshold (HEAR: prob > 0.5)
     ev = frames_to_events(p, ts, ["a", "b"], median_ms=150, min_ms=125)
-    assert ev == [{"label": "a", "start": 200.0, "end": 600.0}, {"label": "b", "start": 1500.0, "end": 1650.0}]
-    assert [e["label"] for e in frames_to_events(p, ts, ["a", "b"], median_ms=150, min_ms=250)] == ["a"]
-    ref = {"f": [{"label": "a", "start": 250.0}, {"label": "a", "start": 1000.0}, {"label": "b", "start": 1500.0}]}
-    est = {"f": [{"label": "a", "start": 200.0}, {"label": "a", "start": 1300.0}, {"label": "b", "start": 1600.0}]}
+    assert ev == [{"label": "a", "start": 200.0, "end": 550.0}, {"label": "b", "start": 1500.0, "end": 1650.0}]
+    assert [e["label"] for e in frames_to_events(p, ts, ["a", "b"], median_ms=150, min_ms=200)] == ["a"]
+    # an even median width (HEAR does not force it odd): 100 ms / 50 ms = 2 frames
+    q = np.zeros((10, 1))
+    q[3:6, 0] = 0.9
+    from scipy.ndimage import median_filter
+
+    want = median_filter(q, size=(2, 1))[:, 0] > 0.5
+    got = frames_to_events(q, ts[:10], ["a"], median_ms=100, min_ms=0)
+    idx = np.flatnonzero(want)
+    assert got == [{"label": "a", "start": ts[idx[0]], "end": ts[idx[-1]]}]
+    ref = {"f": [{"label": "a", "start": 250.0, "end": 400.0}, {"label": "a", "start": 1000.0, "end": 1200.0},
+                 {"label": "b", "start": 1500.0, "end": 1600.0}]}
+    est = {"f": [{"label": "a", "start": 200.0, "end": 300.0}, {"label": "a", "start": 1300.0, "end": 1400.0},
+                 {"label": "b", "start": 1600.0, "end": 1700.0}]}
     m = onset_f_measure(ref, est)
-    assert m["tp"] == 2 and m["f_measure"] == pytest.approx(2 / 3)
+    assert m["f_measure"] == pytest.approx(2 / 3) and m["n_ref"] == m["n_est"] == 3
     # one-to-one matching: two estimates near one reference count once
-    m2 = onset_f_measure({"f": [{"label": "a", "start": 0.0}]}, {"f": [{"label": "a", "start": 10.0},
-                                                                       {"label": "a", "start": 20.0}]})
-    assert m2["tp"] == 1 and m2["precision"] == 0.5
+    two = [{"label": "a", "start": 10.0, "end": 60.0}, {"label": "a", "start": 20.0, "end": 70.0}]
+    m2 = onset_f_measure({"f": [{"label": "a", "start": 0.0, "end": 50.0}]}, {"f": two})
+    assert m2["precision"] == pytest.approx(0.5) and m2["recall"] == pytest.approx(1.0)
+    assert onset_f_measure(ref, {"f": []})["f_measure"] == 0.0  # a silent system scores 0, not NaN
+
+
+def test_probe_event_score_equals_direct_sed_eval() -> None:
+    """The probe's event score on some predictions == sed_eval's EventBasedMetrics (HEAR's
+    event_onset_200ms_fms parameters) fed the same events directly."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dcase_util imports the deprecated pkg_resources
+        import sed_eval
+
+    from audioflex.hear.probe import HearTask, _score_multi, _SplitData
+
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c"]
+    files, stamps, probs, refs = [], [], [], {}
+    for i in range(4):
+        ts = np.arange(60) * 50.0
+        f = f"f{i}.wav"
+        refs[f] = [{"label": labels[k % 3], "start": float(s), "end": float(s) + 400.0}
+                   for k, s in enumerate(rng.uniform(0, 2500, 5))]
+        p = rng.random((60, 3)) * 0.45
+        p[rng.integers(0, 60, 4), rng.integers(0, 3, 4)] = 0.9  # blips (mostly filtered out)
+        for e in refs[f]:  # detections with onset errors of up to ~0.35 s, so some miss the collar
+            on = e["start"] + rng.uniform(-350, 350)
+            p[(ts >= on) & (ts <= on + 400.0), labels.index(e["label"])] = 0.8
+        files.append(f)
+        stamps.append(ts)
+        probs.append(p)
+    task = HearTask(Path("."), {"embedding_type": "event"}, labels, {"test": refs}, {})
+    offsets = np.cumsum([0] + [len(t) for t in stamps]).tolist()
+    d = _SplitData(np.zeros((offsets[-1], 1)), np.zeros((offsets[-1], 3)), files, offsets, stamps)
+    score = _score_multi(task, d, np.concatenate(probs), (250.0, 125.0), ["test"])
+
+    def rows(events: dict, f: str) -> list[dict]:  # as heareval's EventBasedScore: seconds, per file
+        return [{"event_label": e["label"], "event_onset": e["start"] / 1000.0, "event_offset": e["end"] / 1000.0,
+                 "file": f} for e in events.get(f, [])]
+
+    est = {f: frames_to_events(p, t, labels, median_ms=250.0, min_ms=125.0) for f, p, t in zip(files, probs, stamps)}
+    assert sum(map(len, est.values())) > 0
+    metric = sed_eval.sound_event.EventBasedMetrics(event_label_list=labels, evaluate_onset=True,
+                                                    evaluate_offset=False, t_collar=0.2, percentage_of_length=0.5)
+    for f in files:
+        metric.evaluate(reference_event_list=rows(refs, f), estimated_event_list=rows(est, f))
+    direct = metric.results_overall_metrics()["f_measure"]["f_measure"]
+    assert 0.0 < direct < 1.0
+    assert score == pytest.approx(direct, abs=1e-12)
 
 
 def test_task_errors(tmp_path: Path) -> None:

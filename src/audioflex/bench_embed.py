@@ -32,10 +32,10 @@ def _default(family: str) -> tuple[str, dict[str, Any], Any]:
     from audioflex.audio.frontend.passt import PasstMelConfig
 
     table = {
-        "ast": ("ast_tiny", {"depth": 4}, KaldiFbankConfig(target_length=1024)),
-        "elastic_ast": ("elastic_ast_tiny", {"depth": 4}, KaldiFbankConfig()),
-        "passt": ("passt_tiny", {"depth": 4}, PasstMelConfig()),
-        "htsat": ("htsat_mini", {"depths": (1, 1, 1, 1), "drop_path": 0.0}, LogMelConfig()),
+        "ast": ("ast_tiny", {}, KaldiFbankConfig(target_length=1024)),
+        "elastic_ast": ("elastic_ast_tiny", {}, KaldiFbankConfig()),
+        "passt": ("passt_tiny", {}, PasstMelConfig()),
+        "htsat": ("htsat_tiny", {"drop_path": 0.0}, LogMelConfig()),
     }
     if family not in table:
         raise ValueError(f"unknown family {family!r}; choose from {sorted(table)}")
@@ -43,7 +43,7 @@ def _default(family: str) -> tuple[str, dict[str, Any], Any]:
 
 
 def make_checkpoint(family: str, out: str | Path, model_args: dict[str, Any] | None = None) -> Path:
-    """Save a random-weight checkpoint of ``family`` (small default config) to ``out``."""
+    """Save a random-weight checkpoint of ``family`` (its ``*_tiny`` config) to ``out``."""
     from audioflex.checkpoints.io import save_checkpoint
     from audioflex.models.registry import create_model
 
@@ -66,12 +66,24 @@ def loop_timestamp_embeddings(model: Any, audio: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _rate(fn: Any, seconds: float, repeat: int = 1) -> float:
+def load_average() -> float | None:
+    """The 1-minute load average (None where /proc/loadavg does not exist)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _rate(fn: Any, seconds: float, repeat: int = 3) -> float:
+    """Audio seconds per wall second of ``fn`` (which embeds ``seconds`` of audio): the best of
+    ``repeat`` timed runs after a warm-up (the minimum is the least disturbed by other load)."""
     fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeat):
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
         fn()
-    return seconds * repeat / (time.perf_counter() - t0)
+        best = min(best, time.perf_counter() - t0)
+    return seconds / best
 
 
 def bench_embed(
@@ -116,18 +128,31 @@ def bench_embed(
             g = torch.Generator().manual_seed(0)
             audio = 0.1 * torch.randn(1, int(seconds * sr), generator=g)
             short = audio[:, : int(loop_seconds * sr)]
+            load = load_average()
             batched = _rate(lambda a=audio, m=model: m.timestamp_embeddings(a), seconds)
             loop = _rate(lambda a=short, m=model: loop_timestamp_embeddings(m, a[0]), loop_seconds)
-            diff = (model.timestamp_embeddings(short)[0][0] - loop_timestamp_embeddings(model, short[0])).abs().max()
             res: dict[str, Any] = {
                 "model_name": getattr(model.net, "model_name", ""),
                 "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 3),
+                "num_blocks": _blocks(model.net),
                 "embedding_size": model.timestamp_embedding_size,
+                "timestamp_mode": "frames" if model.frames_mode else "window",
                 "batched_audio_s_per_s": round(batched, 2),
                 "loop_audio_s_per_s": round(loop, 2),
                 "speedup": round(batched / loop, 1),
-                "max_abs_diff": float(diff),
+                "loadavg_1min": load,
             }
+            if model.frames_mode:
+                win = load_model(str(ck), hop_ms=hop_ms, window_ms=window_ms, timestamp_mode="window")
+                res["batched_window_mode_audio_s_per_s"] = round(
+                    _rate(lambda a=short, m=win: m.timestamp_embeddings(a), loop_seconds), 2
+                )
+                diff = (win.timestamp_embeddings(short)[0][0] - loop_timestamp_embeddings(win, short[0])).abs().max()
+                res["max_abs_diff"] = None
+                res["window_mode_max_abs_diff"] = float(diff)
+            else:
+                ref = loop_timestamp_embeddings(model, short[0])
+                res["max_abs_diff"] = float((model.timestamp_embeddings(short)[0][0] - ref).abs().max())
             if memory:
                 res["long_file"] = long_file_memory(ck, long_seconds, hop_ms=hop_ms, window_ms=window_ms,
                                                     workdir=Path(tmp))
@@ -138,6 +163,12 @@ def bench_embed(
                      "loop_seconds": loop_seconds, "long_seconds": long_seconds},
         "results": results,
     }
+
+
+def _blocks(net: Any) -> int:
+    if hasattr(net, "blocks"):
+        return len(net.blocks)
+    return sum(len(stage.blocks) for stage in net.layers)
 
 
 def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 50.0, window_ms: float = 160.0,

@@ -214,6 +214,7 @@ def evaluate(
     from audioflex.checkpoints import read_meta
     from audioflex.data.readers import read_dataset
     from audioflex.evaluate.lengths import EvalItem, evaluate_lengths, format_table, plot_reports, write_json
+    from audioflex.evaluate.sed import add_event_metrics
 
     ds = read_dataset(data)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
@@ -242,6 +243,7 @@ def evaluate(
         table.add_row(*row)
     out.print(table)
     write_json(reports, out_dir / "report.json")
+    add_event_metrics(out_dir / "report.json", checkpoints, records, device=device, say=out.print)
     plot_reports(reports, out_dir / "metric_vs_length.png")
     out.print(f"wrote {out_dir / 'report.json'} and {out_dir / 'metric_vs_length.png'}")
 

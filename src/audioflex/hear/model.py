@@ -25,6 +25,20 @@ per family:
   the folded 1024-frame image (including the zero-padded part of short windows). Stages have
   different widths, so ``layer_mode="mean"`` needs blocks of one stage.
 
+**HTS-AT frame mode** (``timestamp_mode="frames"``, the default for HTS-AT without ``levels``):
+padding every short window to HTS-AT's fixed 1024-frame input would cost a full forward per
+timestamp, so instead the clip is cut into 10.24 s windows every 5.12 s (the first at 0, the last
+reaching the end; short ones zero-padded with their valid frames passed on), and each feature
+source is un-folded into time steps: the final tokens (mean over their 2 frequency rows) give 32
+steps of 0.32 s per window, the outputs of a stage-``i`` block ``32 * 2 ** (3 - i)`` steps
+(stage 0: 40 ms), ``include_logits`` the frame logits of the token-semantic head (0.32 s). A
+step's value is averaged over the windows covering it; a timestamp's vector is the linear
+interpolation between the two nearest step centres. Receptive field: a step's token attends,
+through the shifted windows and patch merging, to its whole 10.24 s window (the last stage's 8 x 8
+grid is one attention window), so a vector depends on up to ~10 s of audio on each side; its
+time resolution is the step (0.32 s for the final tokens). ``window_ms`` is not used for the
+timestamp vectors in this mode (``include_mel`` still uses ``mel_ms``).
+
 Windows are never run one by one: the windows of all clips are gathered into batches (about
 ``max_frames`` input frames per forward; token-budget ``PackedBatch``es for ElasticAST) and run
 through the front end and the model together. Long inputs are processed block by block
@@ -77,6 +91,10 @@ class EmbedOptions:
         scene_hop_ms: hop of those windows (default: a quarter window).
         max_frames: input frames per forward pass (batch size control).
         stream_s: seconds of timestamps computed per block (bounds memory for long inputs).
+        timestamp_mode: ``"window"`` (one forward per ``window_ms`` window, batched),
+            ``"frames"`` (HTS-AT only: time-resolved token features of overlapping 10.24 s
+            windows, see the module docstring) or ``"auto"`` (``"frames"`` for HTS-AT unless
+            ``levels`` is given, ``"window"`` otherwise).
     """
 
     hop_ms: float = 50.0
@@ -92,6 +110,7 @@ class EmbedOptions:
     scene_hop_ms: float | None = None
     max_frames: int = 16384
     stream_s: float = 120.0
+    timestamp_mode: str = "auto"
 
     @classmethod
     def parse(cls, model_options: str | dict[str, Any] | None = None, **kwargs: Any) -> EmbedOptions:
@@ -145,6 +164,8 @@ class EmbedOptions:
             raise ValueError(f"layer_pool must be 'tokens' or 'cls', got {self.layer_pool!r}")
         if self.max_frames < 1 or self.stream_s <= 0:
             raise ValueError("max_frames must be >= 1 and stream_s > 0")
+        if self.timestamp_mode not in ("auto", "window", "frames"):
+            raise ValueError(f"timestamp_mode must be 'auto', 'window' or 'frames', got {self.timestamp_mode!r}")
 
     @property
     def window_levels(self) -> tuple[float, ...]:
@@ -289,6 +310,19 @@ class EmbeddingModel(nn.Module):
         self.hop_samples = o.hop_ms * sr / 1000.0
         self.level_samples = [self._window_samples(ms, "window_ms/levels") for ms in o.window_levels]
         self.mel_samples = self._window_samples(o.mel_ms, "mel_ms", model_min=False) if o.include_mel else 0
+        if o.timestamp_mode == "frames" and family != "htsat":
+            raise ValueError(f"timestamp_mode='frames' needs HTS-AT (time-resolved tokens); {family} uses 'window'")
+        if o.timestamp_mode == "frames" and o.levels is not None:
+            raise ValueError("levels (several window lengths) need timestamp_mode='window'")
+        self.frames_mode = family == "htsat" and (
+            o.timestamp_mode == "frames" or (o.timestamp_mode == "auto" and o.levels is None)
+        )
+        if self.frames_mode:
+            hop_len = round(frontend.hop_s * sr)
+            self.fw_frames = int(model.max_frames)
+            self.fw_samples = self.fw_frames * hop_len
+            self.fw_hop = self.fw_samples // 2
+            self.fw_frame_samples = hop_len
         scene_ms = o.scene_window_ms or self.native_span_ms()
         self.scene_window = max(round(scene_ms * sr / 1000.0), self._min_samples())
         self.scene_hop = max(1, round((o.scene_hop_ms or scene_ms / 4) * sr / 1000.0))
@@ -350,6 +384,7 @@ class EmbeddingModel(nn.Module):
             "scene_embedding_size": self.scene_embedding_size,
             "timestamp_embedding_size": self.timestamp_embedding_size,
             "include_logits": self.include_logits,
+            "timestamp_mode": "frames" if self.frames_mode else "window",
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.options).items()},
         }
 
@@ -444,6 +479,9 @@ class EmbeddingModel(nn.Module):
         items = [(w.clip, c) for w in windows for c in self._window_centres(w.first, w.count).tolist()]
         wins = [self.scene_window] if scene else self.level_samples
         cols = []
+        if self.frames_mode and not scene:
+            cols.append(self._frame_vectors(sources, windows))
+            wins = []
         for win in wins:
             cols.append(self._run_windows(sources, items, win, scene=scene, mel=False))
         if self.mel_samples and not scene:
@@ -464,6 +502,115 @@ class EmbeddingModel(nn.Module):
             with torch.no_grad():
                 outs.append((self.mel_vectors(wave) if mel else self.embed_waves(wave, scene=scene)).cpu())
         return torch.cat(outs)
+
+    # --------------------------------------------------------------- HTS-AT frame mode
+
+    def _unfold_steps(self, tokens: torch.Tensor) -> torch.Tensor:
+        """HTS-AT tokens of a folded ``r x r`` grid ``[B, r*r, D]`` -> per time step ``[B, S, D]``
+        (``S = chunks * r``, mean over the frequency rows of each step)."""
+        b, n, d = tokens.shape
+        r = math.isqrt(n)
+        k = self.net.chunks
+        x = tokens.transpose(1, 2).reshape(b, d, k, r // k, r)  # rows = chunk * (r / k) + freq
+        return x.mean(3).reshape(b, d, k * r).transpose(1, 2)
+
+    def _window_steps(self, wave: torch.Tensor, lengths: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """10.24 s windows ``[B, W]`` (``lengths`` real samples) -> per feature source
+        (logits?, final features or each requested block) ``(values [B, S_k, D_k], valid [B])``."""
+        net = self.net
+        spec, frames = self.frontend(wave.to(self.device), lengths.to(self.device))
+        spec = spec[..., : self.fw_frames]
+        frames = frames.clamp(max=self.fw_frames)
+        image, steps, _ = net.spectrogram_to_image(spec, frames)
+        tokens, hidden = net.forward_features(image, self.layers or ())
+        sources: list[torch.Tensor] = []
+        if self.include_logits:
+            sources.append(net.forward_head(tokens, steps)[2])  # frame logits [B, S, C]
+        if self.layers is None:
+            sources.append(self._unfold_steps(tokens))
+        else:
+            per = [self._unfold_steps(h) for h in hidden]
+            if self.options.layer_mode == "mean":
+                widths = sorted({p.shape[-1] for p in per})
+                if len(widths) > 1:
+                    raise ValueError(
+                        f"layer_mode='mean' needs blocks of equal width, got widths {widths}; "
+                        "use layer_mode='concat' or blocks of one stage"
+                    )
+                per = [torch.stack(per).mean(0)]
+            sources.extend(per)
+        out = []
+        for v in sources:
+            step_frames = self.fw_frames // v.shape[1]
+            valid = torch.div(frames + step_frames - 1, step_frames, rounding_mode="floor").clamp(min=1)
+            out.append((v.float().cpu(), valid.cpu()))
+        return out
+
+    def _frame_vectors(self, sources: Sequence[AudioSource], windows: Sequence[_Window]) -> torch.Tensor:
+        """Frame mode: vectors ``[sum(count), D]`` of the timestamps of ``windows``.
+
+        Each feature source is a timeline of steps (final tokens: ``window / 32`` = 0.32 s; block
+        outputs: their stage's resolution) averaged over the overlapping 10.24 s windows (hop
+        5.12 s) that cover a step, then linearly interpolated at the timestamps (step values sit at
+        step centres; clamped at the clip's first/last valid step).
+        """
+        W, H = self.fw_samples, self.fw_hop
+        jobs: list[tuple[int, int]] = []  # (clip, window index)
+        spans = []
+        for w in windows:
+            n = sources[w.clip].num_samples
+            cen = self._window_centres(w.first, w.count)
+            margin = W // self.net.num_steps  # one final step: the widest
+            lo, hi = max(0, int(cen.min()) - margin), min(n, int(cen.max()) + margin + 1)
+            last = 0 if n <= W else math.ceil((n - W) / H)
+            k0 = max(0, (lo - W) // H + 1)
+            k1 = min(last, (hi - 1) // H)
+            spans.append((k0, k1))
+            jobs += [(w.clip, k) for k in range(k0, k1 + 1)]
+        per = max(1, self.options.max_frames // self.fw_frames)
+        results: dict[tuple[int, int], list[tuple[torch.Tensor, int]]] = {}
+        for s in range(0, len(jobs), per):
+            chunk = jobs[s : s + per]
+            wave = torch.zeros(len(chunk), W)
+            lengths = torch.zeros(len(chunk), dtype=torch.long)
+            for i, (clip, k) in enumerate(chunk):
+                src = sources[clip]
+                a, b = k * H, min(k * H + W, src.num_samples)
+                wave[i, : b - a] = src.read(a, b).float()
+                lengths[i] = b - a
+            with torch.no_grad():
+                feats = self._window_steps(wave, lengths)
+            for i, job in enumerate(chunk):
+                results[job] = [(v[i], int(valid[i])) for v, valid in feats]
+        out = []
+        for w, (k0, k1) in zip(windows, spans):
+            n = sources[w.clip].num_samples
+            cen = self._window_centres(w.first, w.count).double()
+            cols = []
+            for j in range(len(results[(w.clip, k0)])):
+                s_win = results[(w.clip, k0)][j][0].shape[0]
+                step = W / s_win  # samples per step
+                hop_steps = round(H / step)
+                total = max(1, math.ceil(n / step))  # valid steps of the clip
+                base = k0 * hop_steps
+                size = (k1 - k0) * hop_steps + s_win
+                acc = torch.zeros(size, results[(w.clip, k0)][j][0].shape[1], dtype=torch.float64)
+                cnt = torch.zeros(size, dtype=torch.float64)
+                for k in range(k0, k1 + 1):
+                    v, valid = results[(w.clip, k)][j]
+                    a = k * hop_steps - base
+                    acc[a : a + valid] += v[:valid].double()
+                    cnt[a : a + valid] += 1
+                pos = cen / step - 0.5
+                s0 = torch.floor(pos)
+                frac = (pos - s0)[:, None]
+                i0 = s0.long().clamp(0, total - 1)
+                i1 = (s0.long() + 1).clamp(0, total - 1)
+                vals = acc / cnt.clamp(min=1)[:, None]
+                lo_i, hi_i = (i0 - base).clamp(0, size - 1), (i1 - base).clamp(0, size - 1)
+                cols.append(((1 - frac) * vals[lo_i] + frac * vals[hi_i]).float())
+            out.append(torch.cat(cols, dim=-1))
+        return torch.cat(out)
 
     def iter_timestamp_blocks(self, source: AudioSource) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Stream one clip: yields (vectors ``[k, D]``, timestamps ``[k]`` ms) in blocks of about

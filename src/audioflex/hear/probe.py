@@ -12,9 +12,10 @@ tasks; cached on disk, resumable), standardised with training statistics; an MLP
 layers of 1024: Linear -> Dropout(0.1) -> ReLU -> BatchNorm), Adam, softmax cross-entropy
 (multiclass) or sigmoid BCE (multilabel, events), early stopping on the validation loss, the
 learning rate (and depth) picked on the validation score. Metrics: top-1 accuracy (multiclass),
-mAP (multilabel), onset-only event F-measure (events; 200 ms collar, micro over classes, with the
-post-processing — threshold 0.5, median filter of 250 ms, minimum event length 125 or 250 ms —
-picked on validation).
+mAP (multilabel), onset-only event F-measure (events; sed_eval, 200 ms collar, micro over classes,
+with the HEAR kit's post-processing — median filter of 250 ms over the probabilities, threshold
+> 0.5, minimum event length 125 or 250 ms picked on validation), all through
+:mod:`audioflex.evaluate.metrics`.
 """
 
 from __future__ import annotations
@@ -110,77 +111,72 @@ def frames_to_events(
     probs: np.ndarray, timestamps_ms: np.ndarray, labels: Sequence[str], *, threshold: float = 0.5,
     median_ms: float = 250.0, min_ms: float = 125.0,
 ) -> list[dict[str, Any]]:
-    """Frame probabilities ``[T, C]`` at ``timestamps_ms [T]`` -> events (onset/offset in ms).
+    """Frame probabilities ``[T, C]`` at regular ``timestamps_ms [T]`` -> events (``label``,
+    ``start``/``end`` in ms), as the HEAR kit's ``create_events_from_prediction``:
 
-    Threshold, median filter of ``median_ms`` on the binary activity, then events shorter than
-    ``min_ms`` are dropped (the HEAR kit's post-processing).
+    median filter of ``round(median_ms / hop)`` frames over the probabilities (any width, as
+    ``scipy.ndimage.median_filter``), frames active where ``prob > threshold`` (strictly), runs of
+    active frames become events from the first to the last active timestamp, and events with
+    ``end - start < min_ms`` are dropped. The run finding and duration filter are
+    :func:`audioflex.evaluate.events.frames_to_events` (whose events end one hop after the last
+    frame, hence the shifted minimum duration).
     """
     from scipy.ndimage import median_filter
 
-    if len(timestamps_ms) == 0:
+    from audioflex.evaluate.events import frames_to_events as runs_to_events
+
+    ts = np.asarray(timestamps_ms, dtype=np.float64)
+    if len(ts) == 0:
         return []
-    hop = float(timestamps_ms[1] - timestamps_ms[0]) if len(timestamps_ms) > 1 else 1.0
-    k = max(1, int(round(median_ms / hop)))
-    k += 1 - k % 2  # odd kernel
-    events = []
-    for c, label in enumerate(labels):
-        act = (probs[:, c] >= threshold).astype(np.int8)
-        if k > 1:
-            act = median_filter(act, size=k, mode="nearest")
-        diff = np.diff(np.concatenate([[0], act, [0]]))
-        for a, b in zip(np.flatnonzero(diff == 1), np.flatnonzero(diff == -1)):
-            onset, offset = float(timestamps_ms[a]), float(timestamps_ms[b - 1]) + hop
-            if offset - onset >= min_ms:
-                events.append({"label": label, "start": onset, "end": offset})
-    return events
+    p = np.asarray(probs, dtype=np.float64)
+    hop = float(np.mean(np.diff(ts))) if len(ts) > 1 else 1.0
+    width = int(round(median_ms / hop)) if median_ms else 0
+    if width:
+        p = median_filter(p, size=(width, 1))
+    events = runs_to_events(
+        p, hop / 1000.0, labels, thresholds=float(np.nextafter(threshold, np.inf)),  # HEAR: prob > threshold
+        min_duration_s=(min_ms + hop) / 1000.0, offset_s=ts[0] / 1000.0,
+    )
+    return [{"label": e.label, "start": round(1000.0 * e.onset, 6), "end": round(1000.0 * e.offset - hop, 6)}
+            for e in events]
 
 
-def _max_matching(pairs: dict[int, list[int]]) -> int:
-    """Size of a maximum bipartite matching (``pairs``: left -> candidate rights)."""
-    match: dict[int, int] = {}
-
-    def augment(u: int, seen: set[int]) -> bool:
-        for v in pairs[u]:
-            if v not in seen:
-                seen.add(v)
-                if v not in match or augment(match[v], seen):
-                    match[v] = u
-                    return True
-        return False
-
-    return sum(augment(u, set()) for u in pairs)
+def _seconds(events: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[float, float, str]]]:
+    """HEAR events (ms dicts) -> ``{file: [(onset_s, offset_s, label)]}`` for the sed_eval wrappers."""
+    return {
+        f: [(e["start"] / 1000.0, max(e.get("end", e["start"]), e["start"]) / 1000.0, str(e["label"])) for e in evs]
+        for f, evs in events.items()
+    }
 
 
 def onset_f_measure(
     reference: dict[str, list[dict[str, Any]]], estimated: dict[str, list[dict[str, Any]]],
-    collar_ms: float = 200.0,
+    collar_ms: float = 200.0, labels: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Onset-only event-based F-measure, micro over classes and files (sed_eval's
-    ``EventBasedMetrics(t_collar=0.2, evaluate_onset=True, evaluate_offset=False)``, with its
-    maximum one-to-one matching). Events are dicts with ``label`` and ``start`` (ms)."""
-    tp = n_ref = n_est = 0
-    for f in set(reference) | set(estimated):
-        ref, est = reference.get(f, []), estimated.get(f, [])
-        n_ref, n_est = n_ref + len(ref), n_est + len(est)
-        for label in {e["label"] for e in ref} & {e["label"] for e in est}:
-            r = [e["start"] for e in ref if e["label"] == label]
-            s = [e["start"] for e in est if e["label"] == label]
-            pairs = {i: [j for j, sv in enumerate(s) if abs(sv - rv) <= collar_ms + 1e-9] for i, rv in enumerate(r)}
-            tp += _max_matching(pairs)
-    p = tp / n_est if n_est else 0.0
-    r = tp / n_ref if n_ref else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"f_measure": f, "precision": p, "recall": r, "tp": tp, "n_ref": n_ref, "n_est": n_est}
+    """HEAR's ``event_onset_200ms_fms``: onset-only event-based F-measure, micro over classes
+    and files, through ``sed_eval`` (:func:`audioflex.evaluate.metrics.onset_event_metrics`).
+    Events are dicts with ``label``, ``start`` and ``end`` (ms). A system without any estimated
+    event scores 0 (not NaN). Returns ``f_measure``, ``precision``, ``recall``, ``n_ref``, ``n_est``."""
+    from audioflex.evaluate.metrics import onset_event_metrics
+
+    files = set(reference) | set(estimated)
+    ref = _seconds({f: reference.get(f, []) for f in files})
+    est = _seconds({f: estimated.get(f, []) for f in files})
+    m = onset_event_metrics(ref, est, t_collar=collar_ms / 1000.0, labels=labels)
+
+    def num(x: float) -> float:
+        return 0.0 if math.isnan(x) else float(x)
+
+    return {"f_measure": num(m["f1"]), "precision": num(m["precision"]), "recall": num(m["recall"]),
+            "n_ref": sum(len(v) for v in ref.values()), "n_est": sum(len(v) for v in est.values())}
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Macro mAP over the classes that have positives."""
-    from sklearn.metrics import average_precision_score
+    """Macro mAP over the classes that have positives
+    (:func:`audioflex.evaluate.metrics.mean_average_precision`)."""
+    from audioflex.evaluate.metrics import mean_average_precision as map_
 
-    keep = targets.sum(0) > 0
-    if not keep.any():
-        return float("nan")
-    return float(average_precision_score(targets[:, keep], scores[:, keep], average="macro"))
+    return map_(scores, targets)
 
 
 # ---------------------------------------------------------------------------- the predictor
@@ -317,7 +313,7 @@ def _score_multi(task: HearTask, d: _SplitData, probs: np.ndarray, pp: tuple[flo
     for i, f in enumerate(d.files):
         a, b = d.offsets[i], d.offsets[i + 1]
         est[f] = frames_to_events(probs[a:b], d.timestamps[i], task.labels, median_ms=median_ms, min_ms=min_ms)
-    return onset_f_measure({f: refs[f] for f in d.files}, est)["f_measure"]
+    return onset_f_measure({f: refs[f] for f in d.files}, est, labels=task.labels)["f_measure"]
 
 
 def _run_fold(task: HearTask, data: dict[str, _SplitData], train: Sequence[str], valid: str, test: str,

@@ -1,0 +1,114 @@
+"""Event-dataset evaluation: sed_eval metrics of Pipeline.detect output, and `audioflex evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audioflex.audio.frontend.logmel import LogMelConfig
+from audioflex.checkpoints.io import save_checkpoint
+from audioflex.data.readers import read_dataset
+from audioflex.evaluate.events import events_by_file
+from audioflex.evaluate.metrics import event_based_metrics, segment_based_metrics
+from audioflex.evaluate.sed import add_event_metrics, evaluate_events
+from audioflex.models.registry import create_model
+from audioflex.pipeline import Pipeline
+
+SR = 32000
+LABELS = ["alarm", "dog", "speech"]
+POST = {"thresholds": 0.5, "median_filter_s": 0.3, "min_duration_s": 0.1, "merge_gap_s": 0.2}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    m = create_model("htsat_mini", embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=3, num_mel_bins=32,
+                     spec_size=128, window_size=8, drop_path=0.0)
+    with torch.no_grad():  # centre the random head so thresholds at 0.5 give some events
+        m.tscam_conv.bias.zero_()
+        m.tscam_conv.weight.mul_(30.0)
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "htsat", m, frontend=LogMelConfig(n_mels=32),
+                           labels=LABELS)
+
+
+@pytest.fixture(scope="module")
+def strong_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("strong")
+    rng = np.random.default_rng(0)
+    rows = ["filename\tonset\toffset\tevent_label"]
+    for i, seconds in enumerate((3.0, 7.5, 12.0)):  # the last is longer than HTS-AT's 5.12 s window here
+        n = int(seconds * SR)
+        t = np.arange(n) / SR
+        x = 0.02 * rng.standard_normal(n)
+        for k in range(int(seconds // 2)):
+            on = 2.0 * k + rng.uniform(0.1, 0.6)
+            off = on + rng.uniform(0.4, 1.2)
+            lab = LABELS[(i + k) % 3]
+            m = (t >= on) & (t < off)
+            x[m] += 0.3 * np.sin(2 * np.pi * (400 + 300 * LABELS.index(lab)) * t[m])
+            rows.append(f"clip{i}.wav\t{on:.3f}\t{off:.3f}\t{lab}")
+        sf.write(root / f"clip{i}.wav", x.astype(np.float32), SR)
+    (root / "strong.tsv").write_text("\n".join(rows) + "\n")
+    return root / "strong.tsv"
+
+
+def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path) -> None:
+    records = read_dataset(strong_set, kind="strong").records
+    res = evaluate_events(ckpt, records, **POST)
+    json.dumps(res)  # JSON-ready
+    pipe = Pipeline.from_checkpoint(ckpt)
+    est = events_by_file(ev for r in records for ev in pipe.detect(r.path, **POST))
+    est = {str(r.path): est.get(str(r.path), []) for r in records}
+    ref = {str(r.path): list(r.events) for r in records}
+    assert res["num_estimated_events"] == sum(len(v) for v in est.values()) > 0
+    assert res["num_reference_events"] == sum(len(v) for v in ref.values()) == 1 + 3 + 6
+    ev = event_based_metrics(ref, est, t_collar=0.2, percentage_of_length=0.2, labels=LABELS)
+    durations = {str(r.path): sf.info(str(r.path)).duration for r in records}
+    seg = segment_based_metrics(ref, est, time_resolution=1.0, durations=durations, labels=LABELS)
+    for key in ("f1", "precision", "recall", "error_rate", "f1_macro"):
+        assert res["event_based"][key] == pytest.approx(ev[key], nan_ok=True)
+        assert res["segment_based"][key] == pytest.approx(seg[key], nan_ok=True)
+    assert res["event_based"]["class_wise"] == ev["class_wise"]
+    # the numbers are really computed (a different post-processing changes them)
+    other = evaluate_events(ckpt, records, **{**POST, "thresholds": 0.99}, psds_thresholds=None)
+    assert other["num_estimated_events"] < res["num_estimated_events"]
+    assert other["segment_based"]["f1"] != res["segment_based"]["f1"]
+    assert res["psds"] is None and "psds_eval" in res["psds_note"]  # not installed here
+
+
+def test_add_event_metrics_updates_report_and_rejects_bad_input(ckpt: Path, strong_set: Path,
+                                                                tmp_path: Path) -> None:
+    records = read_dataset(strong_set, kind="strong").records
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps([{"name": "htsat", "checkpoint": str(ckpt), "rows": []}]))
+    lines: list[str] = []
+    out = add_event_metrics(report, [ckpt], records, say=lines.append, psds_thresholds=None)
+    doc = json.loads(report.read_text())
+    assert doc[0]["events"]["event_based"]["f1"] == out[str(ckpt)]["event_based"]["f1"]
+    assert "event-based F1" in lines[0] and "segment-based F1" in lines[0]
+    # weakly labelled records: nothing to do
+    weak = [r.__class__(r.path, labels=r.labels) for r in records]
+    assert add_event_metrics(report, [ckpt], weak) == {}
+    with pytest.raises(ValueError, match="no strong labels"):
+        evaluate_events(ckpt, weak)
+    bad = [r.__class__(r.path, labels=("cat",), events=()) for r in records[:1]] + records[1:]
+    with pytest.raises(ValueError, match="cat"):
+        evaluate_events(ckpt, bad)
+
+
+def test_model_without_frame_head_is_skipped(strong_set: Path, tmp_path: Path) -> None:
+    m = create_model("elastic_ast_tiny", embed_dim=32, depth=1, num_heads=2, num_classes=3, num_mel_bins=32,
+                     max_time_patches=8)
+    from audioflex.audio.frontend.kaldi import KaldiFbankConfig
+
+    ck = save_checkpoint(tmp_path / "east", m, frontend=KaldiFbankConfig(num_mel_bins=32), labels=LABELS)
+    records = read_dataset(strong_set, kind="strong").records
+    with pytest.raises(ValueError, match="frame-wise head"):
+        evaluate_events(ck, records)
+    res = add_event_metrics(tmp_path / "none.json", [ck], records)
+    assert "frame-wise head" in res[str(ck)]["skipped"]
