@@ -138,3 +138,15 @@ def test_ast_forward_shapes_and_other_lengths():
         x = torch.randn(3, 128, 200)
         full = model(x).clip_logits
         assert torch.allclose(full[1], model(x[1:2]).clip_logits[0], atol=1e-5)
+
+
+def test_loop_backend_batches_equal_length_runs():
+    from audioflex.layers.attention import SeqInfo, equal_length_runs, varlen_attention
+
+    assert equal_length_runs((0, 4, 8, 12, 15, 18, 20)) == [(0, 4, 3), (12, 3, 2), (18, 2, 1)]
+    info = SeqInfo.from_lengths([4, 4, 4, 3, 3, 2])
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 20, 8, generator=g) for _ in range(3))
+    loop = varlen_attention(q, k, v, info, backend="loop")
+    dense = varlen_attention(q, k, v, info, backend="dense")
+    assert torch.allclose(loop, dense, atol=1e-6)

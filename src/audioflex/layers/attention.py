@@ -4,7 +4,8 @@ Tokens of several clips are concatenated into ``x [N_total, D]``; ``cu_seqlens``
 lengths, ``[B + 1]``) says where each clip starts and ends. Attention is only allowed inside a clip.
 
 Backends (all compute the same thing; tests check they agree):
-- ``loop``: ``scaled_dot_product_attention`` once per segment (fastest on CPU, forward+backward).
+- ``loop``: ``scaled_dot_product_attention`` once per segment, or once per run of consecutive
+  equal-length segments (fastest on CPU, forward+backward).
 - ``dense``: one SDPA call with a boolean block-diagonal mask (the reference formulation).
 - ``flex``: ``flex_attention`` with a document block mask (CUDA; no CPU backward in torch).
 - ``auto``: ``flex`` on CUDA, ``loop`` elsewhere.
@@ -62,6 +63,18 @@ class SeqInfo:
         return tuple(cu[i + 1] - cu[i] for i in range(len(cu) - 1))
 
 
+def equal_length_runs(cu_seqlens: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """``(start, length, count)`` for each run of consecutive equal-length segments."""
+    runs: list[tuple[int, int, int]] = []
+    for i in range(len(cu_seqlens) - 1):
+        start, length = cu_seqlens[i], cu_seqlens[i + 1] - cu_seqlens[i]
+        if runs and runs[-1][1] == length:
+            runs[-1] = (runs[-1][0], length, runs[-1][2] + 1)
+        else:
+            runs.append((start, length, 1))
+    return runs
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Map ``auto`` to the fastest backend for ``device``."""
     if backend not in BACKENDS:
@@ -104,13 +117,14 @@ def varlen_attention(
     """
     backend = resolve_backend(backend, q.device)
     if backend == "loop":
-        cu = info.cu_seqlens_list
-        outs = [
-            F.scaled_dot_product_attention(
-                q[:, cu[i] : cu[i + 1]], k[:, cu[i] : cu[i + 1]], v[:, cu[i] : cu[i + 1]], scale=scale
-            )
-            for i in range(len(cu) - 1)
-        ]
+        h, _, dh = q.shape
+        outs = []
+        for start, length, count in equal_length_runs(info.cu_seqlens_list):
+            end = start + length * count
+            # consecutive segments of one length go through a single batched kernel call
+            qs, ks, vs = (t[:, start:end].reshape(h, count, length, dh) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(qs, ks, vs, scale=scale)
+            outs.append(out.reshape(h, count * length, dh))
         return torch.cat(outs, dim=1) if len(outs) != 1 else outs[0]
     if backend == "dense":
         seg = info.segment_ids
