@@ -159,3 +159,16 @@ def test_long_file_is_streamed_in_bounded_pieces(elastic_ckpt, tmp_path, monkeyp
     pipe.clip_scores(wav)
     assert requested and all(d is not None and d <= pipe.piece_s for d in requested)
     assert len(requested) == 8  # 20 s in pieces of 2.56 s
+
+
+def test_pipeline_embed_scene_and_timestamps(elastic_ckpt, tmp_path):
+    pipe = Pipeline.from_checkpoint(elastic_ckpt)
+    wav = tmp_path / "e.wav"
+    sf.write(wav, tone(2.5), 16000, subtype="FLOAT")
+    scene = pipe.embed(wav)
+    assert scene.shape == (pipe.embedding_model().scene_embedding_size,)
+    emb, ts = pipe.embed_timestamps(wav, hop_ms=100)
+    assert emb.shape == (ts.shape[0], pipe.embedding_model(hop_ms=100).timestamp_embedding_size)
+    assert torch.allclose(ts, torch.arange(ts.shape[0]) * 100.0) and ts[-1] <= 2500
+    same, _ = pipe.embed_timestamps(torch.from_numpy(tone(2.5)), hop_ms=100)
+    assert torch.allclose(emb, same, atol=1e-5)

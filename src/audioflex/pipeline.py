@@ -257,3 +257,38 @@ class Pipeline:
         for group in plan_batches(counts, self.max_tokens):
             out[group] = self._score_pieces([pieces[i] for i in group]).cpu()
         return out
+
+    def embedding_model(self, **options: Any) -> Any:
+        """The HEAR-style :class:`~audioflex.hear.model.EmbeddingModel` over this pipeline's model
+        (options: ``hop_ms``, ``window_ms``, ``layers``, ``levels``, ... see ``EmbedOptions``)."""
+        from audioflex.hear.model import EmbeddingModel, EmbedOptions
+
+        return EmbeddingModel(self.model, self.frontend, EmbedOptions.parse(None, **options), labels=self.labels)
+
+    def _source(self, audio: AudioInput, sample_rate: int | None) -> Any:
+        from audioflex.audio.io import resample
+        from audioflex.hear.model import FileSource, TensorSource
+
+        if isinstance(audio, torch.Tensor):
+            wave = (
+                audio
+                if not sample_rate or sample_rate == self.sample_rate
+                else resample(audio, sample_rate, self.sample_rate)
+            )
+            return TensorSource(wave.float())
+        return FileSource(audio, self.sample_rate)
+
+    def embed(self, audio: AudioInput, sample_rate: int | None = None, **options: Any) -> torch.Tensor:
+        """Scene embedding ``[D]`` of a file or waveform ``[T]`` of any length (streamed)."""
+        return self.embedding_model(**options).scene_from_source(self._source(audio, sample_rate))
+
+    def embed_timestamps(
+        self, audio: AudioInput, sample_rate: int | None = None, **options: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Timestamp embeddings ``[T, D]`` and their times ``[T]`` (ms, window centres) of a file or
+        waveform of any length, computed block by block."""
+        model = self.embedding_model(**options)
+        blocks = list(model.iter_timestamp_blocks(self._source(audio, sample_rate)))
+        emb = torch.cat([b[0] for b in blocks])
+        ts = torch.cat([b[1] for b in blocks])
+        return emb, ts
