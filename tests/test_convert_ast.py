@@ -206,3 +206,33 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     assert "misshaped" in msg and "head.weight: checkpoint (3, 192) vs model (4, 192)" in msg
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_ast_to_elastic_from_imagenet_vit(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    d, side = 32, 14
+    vit = {
+        "cls_token": torch.randn(1, 1, d, generator=g),
+        "pos_embed": torch.randn(1, 1 + side * side, d, generator=g),
+        "patch_embed.proj.weight": torch.randn(d, 3, 16, 16, generator=g),
+        "patch_embed.proj.bias": torch.randn(d, generator=g),
+        "norm.weight": torch.ones(d),
+        "norm.bias": torch.zeros(d),
+        "head.weight": torch.randn(1000, d, generator=g),
+        "head.bias": torch.zeros(1000),
+    }
+    src = create_model("ast_tiny", embed_dim=d, depth=2, num_heads=2)
+    vit.update({k: v for k, v in src.state_dict().items() if k.startswith("blocks.")})
+    path = tmp_path / "vit.pth"
+    torch.save(vit, path)
+    with pytest.raises(ConversionError, match="num_classes"):
+        get_converter("ast-to-elastic").convert(path, num_heads=2)
+    conv = get_converter("ast-to-elastic").convert(path, num_heads=2, num_classes=5)
+    assert conv.model_args["num_mel_bins"] == 128 and conv.model_args["num_classes"] == 5
+    model = create_model(conv.model_name, **conv.model_args)
+    load_state_checked(model, conv.state_dict, strict=False)
+    summed = vit["patch_embed.proj.weight"].sum(1).reshape(d, 256)
+    assert torch.allclose(model.patch_embed.weight, summed)
+    assert model.pos_embed_freq.shape == (8, d)
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(collate_packed([torch.randn(128, 100)])).clip_logits).all()

@@ -328,7 +328,53 @@ def _read_any_ast(path: Path, **opts: Any) -> Converted:
         return convert_hf_ast(path, **opts)
     if path.is_dir():
         return convert_hf_ast(path, **opts)
+    sd = read_state_dict(path)
+    if "pos_embed" in sd and "patch_embed.proj.weight" in sd and "cls_token" in sd:
+        return _vit_as_ast(sd, num_heads=opts.get("num_heads"))
     return convert_ast(path, **opts)
+
+
+def vit_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+    """An ImageNet ViT/DeiT state dict (timm keys) -> ``AST`` keys and its square position grid.
+
+    The RGB patch kernel is summed to one channel (as AST does); a missing distillation token is
+    the CLS token; the classifier is dropped.
+    """
+    n_tok = 2 if "dist_token" in sd else 1
+    pos = sd["pos_embed"]
+    side = int(round((pos.shape[1] - n_tok) ** 0.5))
+    if side * side != pos.shape[1] - n_tok:
+        raise ConversionError(f"a ViT position table of {pos.shape[1]} rows is not a square grid plus tokens")
+    cls = sd["cls_token"]
+    dist = sd.get("dist_token", cls)
+    tokens_pos = pos[:, :n_tok] if n_tok == 2 else torch.cat([pos[:, :1], pos[:, :1]], dim=1)
+    out = {
+        "cls_token": cls,
+        "dist_token": dist,
+        "pos_embed": torch.cat([tokens_pos, pos[:, n_tok:]], dim=1),
+        "patch_embed.weight": sd["patch_embed.proj.weight"].sum(dim=1, keepdim=True),
+        "patch_embed.bias": sd["patch_embed.proj.bias"],
+        "norm.weight": sd["norm.weight"],
+        "norm.bias": sd["norm.bias"],
+    }
+    out.update({k: v for k, v in sd.items() if k.startswith("blocks.")})
+    return out, (side, side)
+
+
+def _vit_as_ast(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> Converted:
+    state, grid = vit_state_dict(sd)
+    d = state["cls_token"].shape[-1]
+    args = {
+        "num_classes": 0,
+        "num_mel_bins": 16 * grid[0],
+        "max_length": 16 * grid[1],
+        "stride": 16,
+        "embed_dim": d,
+        "depth": _count_blocks(state, r"blocks\.(\d+)\."),
+        "num_heads": num_heads or max(1, d // 64),
+        "mlp_ratio": state["blocks.0.mlp.fc1.weight"].shape[0] / d,
+    }
+    return Converted(_size_name("ast", d), args, state, None, None, ["ImageNet ViT: no audio classifier"])
 
 
 def convert_ast_to_elastic(
@@ -337,21 +383,27 @@ def convert_ast_to_elastic(
     max_time_patches: int = 64,
     keep_head: bool = True,
     num_classes: int | None = None,
+    num_mel_bins: int | None = None,
     **opts: Any,
 ) -> Converted:
-    """Initialise an ElasticAST from an AST (audioflex, HF or original). ``num_classes`` different
-    from the source drops the classifier (``strict=False`` fine-tuning start)."""
+    """Initialise an ElasticAST from an AST (audioflex, HF or original) or an ImageNet ViT/DeiT
+    (timm keys). ``num_classes`` different from the source drops the classifier (``strict=False``
+    fine-tuning start); a ViT source has none, so ``num_classes`` is required then.
+    ``num_mel_bins`` defaults to the source AST's (128 for a ViT)."""
     src = _read_any_ast(Path(path), **opts)
     a = src.model_args
     stride = a.get("stride", 10)
     tstride = a.get("time_stride") or stride
     ast_grid = ((a["num_mel_bins"] - 16) // stride + 1, (a["max_length"] - 16) // tstride + 1)
-    f_rows = -(-a["num_mel_bins"] // 16)
-    keep = keep_head and (num_classes is None or num_classes == a["num_classes"])
-    state = ast_to_elastic_state_dict(src.state_dict, ast_grid, (f_rows, max_time_patches), keep_head=keep)
+    from_vit = a["num_classes"] == 0
+    if from_vit and not num_classes:
+        raise ConversionError(f"{path}: an ImageNet ViT has no audio classifier; pass -o num_classes=N")
+    mels = num_mel_bins or (128 if from_vit else a["num_mel_bins"])
+    keep = keep_head and not from_vit and (num_classes is None or num_classes == a["num_classes"])
+    state = ast_to_elastic_state_dict(src.state_dict, ast_grid, (-(-mels // 16), max_time_patches), keep_head=keep)
     args = {
         "num_classes": num_classes or a["num_classes"],
-        "num_mel_bins": a["num_mel_bins"],
+        "num_mel_bins": mels,
         "max_time_patches": max_time_patches,
         "embed_dim": a["embed_dim"],
         "depth": a["depth"],
@@ -359,8 +411,10 @@ def convert_ast_to_elastic(
         "mlp_ratio": a.get("mlp_ratio", 4.0),
         "norm_eps": a.get("norm_eps", 1e-6),
     }
-    notes = [] if keep else ["classifier not copied (num_classes differs); load with strict=False"]
-    fe = KaldiFbankConfig(num_mel_bins=a["num_mel_bins"])
+    notes = list(src.notes)
+    if not keep:
+        notes.append("classifier not copied (new or different classes); load with strict=False")
+    fe = KaldiFbankConfig(num_mel_bins=mels)
     return Converted(_size_name("elastic_ast", a["embed_dim"]), args, state, fe, src.labels if keep else None, notes)
 
 
@@ -369,7 +423,7 @@ register_converter(
 )
 register_converter("ast", convert_ast, "original YuanGongND/ast .pth (module.v.* keys, fused qkv)")
 register_converter("elasticast", convert_elasticast, "official ElasticAST .pth (to_q/to_kv, no attention scaling)")
-register_converter("ast-to-elastic", convert_ast_to_elastic, "initialise an ElasticAST from an AST checkpoint")
+register_converter("ast-to-elastic", convert_ast_to_elastic, "initialise an ElasticAST from an AST or ImageNet ViT checkpoint")
 
 
 def ast_to_hf_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
