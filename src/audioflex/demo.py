@@ -33,8 +33,8 @@ class DemoSettings:
     valid_per_class: int = 10
     test_per_class: int = 20
     depth: int = 6
-    elastic_steps: int = 500
-    ast_steps: int = 200
+    elastic_steps: int = 600
+    ast_steps: int = 300
     elastic_max_tokens: int = 1024
     ast_batch_size: int = 16
     ast_seconds: float = 5.12
