@@ -423,7 +423,9 @@ register_converter(
 )
 register_converter("ast", convert_ast, "original YuanGongND/ast .pth (module.v.* keys, fused qkv)")
 register_converter("elasticast", convert_elasticast, "official ElasticAST .pth (to_q/to_kv, no attention scaling)")
-register_converter("ast-to-elastic", convert_ast_to_elastic, "initialise an ElasticAST from an AST or ImageNet ViT checkpoint")
+register_converter(
+    "ast-to-elastic", convert_ast_to_elastic, "initialise an ElasticAST from an AST or ImageNet ViT checkpoint"
+)
 
 
 def ast_to_hf_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
