@@ -84,6 +84,7 @@ def _train_config(
         "out_dir": str(out),
         "progress": True,
         "tensorboard": False,
+        "deterministic": True,
         "log_every": 10,
     }
     train = {"path": str(manifest), "split": "train", "options": data_opts}

@@ -182,7 +182,8 @@ class TrainConfig:
     ``amp``: ``auto`` (bf16 on CUDA where supported, off on CPU), ``bf16``, ``fp16`` (CUDA) or
     ``no``. ``loss``: ``auto`` (BCE if multi-label, else CE), ``bce`` or ``ce``. ``resume``: a run
     directory (or its ``last/`` checkpoint) to continue. ``out_dir``: the run directory
-    (default ``runs/<model name>``).
+    (default ``runs/<model name>``). ``deterministic``: ``torch.use_deterministic_algorithms`` for
+    the process, so a seeded run is bit-reproducible (slower on GPU).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -205,6 +206,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     keep_best: bool = True
+    deterministic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

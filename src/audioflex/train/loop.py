@@ -879,6 +879,9 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: Sequence
     killed at any point resumes from its last checkpoint with ``resume=<run dir>``.
     """
     cfg = load_config(config, overrides)
+    if cfg.deterministic:
+        # bit-reproducible runs (the packed path's index/scatter backward is otherwise order-dependent)
+        torch.use_deterministic_algorithms(True, warn_only=True)
     info = init_distributed(cfg.device)
     try:
         trainer = _Trainer(cfg, info)
