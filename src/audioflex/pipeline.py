@@ -137,30 +137,32 @@ class Pipeline:
 
     def _spectrograms(self, pieces: list[Piece]) -> list[torch.Tensor]:
         """Front end over pieces -> list of ``[F, T_i]`` (natural lengths)."""
-        lengths = torch.tensor([p.num_samples for p in pieces])
-        wave = torch.zeros(len(pieces), int(lengths.max()), device=self.device)
-        for i, p in enumerate(pieces):
-            wave[i, : p.num_samples] = p.wave.to(self.device)
-        spec, frames = self.frontend(wave, lengths.to(self.device))
+        spec, frames = self.frontend(*self._padded(pieces))
         return [spec[i, :, : max(1, int(f))] for i, f in enumerate(frames.tolist())]
 
     @torch.no_grad()
     def _score_pieces(self, pieces: list[Piece]) -> torch.Tensor:
         """Scores ``[P, C]`` of pieces (already batched by the caller)."""
         if not self.is_packed:
-            spec, _ = self.frontend(*self._padded(pieces))
+            spec, _ = self.frontend(*self._padded(pieces, round(self.piece_s * self.sample_rate)))
             return self._activate(self.model(spec).clip_logits.float())
         specs = self._spectrograms(pieces)
         out = self.model(collate_packed(specs).to(self.device))
         return self._activate(out.clip_logits.float())
 
-    def _padded(self, pieces: list[Piece]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _padded(self, pieces: list[Piece], min_samples: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pieces zero-padded into ``wave [P, max(T_i, min_samples)]`` plus their lengths ``[P]``."""
         lengths = torch.tensor([p.num_samples for p in pieces])
-        size = max(int(lengths.max()), round(self.piece_s * self.sample_rate))
+        size = max(int(lengths.max()), min_samples)
         wave = torch.zeros(len(pieces), size, device=self.device)
         for i, p in enumerate(pieces):
             wave[i, : p.num_samples] = p.wave.to(self.device)
         return wave, lengths.to(self.device)
+
+    def _tokens(self, piece: Piece) -> int:
+        """Tokens a piece gives a packed model."""
+        frames = max(1, self.frontend.num_frames(piece.num_samples))
+        return num_tokens(self.model.num_mel_bins, frames, self.model.patch_size)
 
     def _batches(self, pieces: Iterator[Piece]) -> Iterator[list[Piece]]:
         """Group streamed pieces into batches (token budget for packed models)."""
@@ -168,8 +170,7 @@ class Pipeline:
         tokens = 0
         for p in pieces:
             if self.is_packed:
-                frames = max(1, self.frontend.num_frames(p.num_samples))
-                n = num_tokens(self.model.num_mel_bins, frames, self.model.patch_size)
+                n = self._tokens(p)
                 if buf and tokens + n > self.max_tokens:
                     yield buf
                     buf, tokens = [], 0
@@ -251,8 +252,7 @@ class Pipeline:
             return torch.cat(
                 [self._score_pieces(pieces[i : i + self.batch_size]) for i in range(0, len(pieces), self.batch_size)]
             )
-        frames = [max(1, self.frontend.num_frames(p.num_samples)) for p in pieces]
-        counts = [num_tokens(self.model.num_mel_bins, f, self.model.patch_size) for f in frames]
+        counts = [self._tokens(p) for p in pieces]
         out = torch.empty(len(pieces), len(self.labels))
         for group in plan_batches(counts, self.max_tokens):
             out[group] = self._score_pieces([pieces[i] for i in group]).cpu()
