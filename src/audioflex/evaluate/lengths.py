@@ -113,10 +113,18 @@ def evaluate_lengths(
             report.skipped.append(str(it.path))
     y = target_matrix(kept, c)
     for shift in frame_shifts_ms:
+        # same model and labels; only the front end's frame shift changes (no checkpoint reload)
         pipe = (
             base
             if shift is None
-            else Pipeline.from_checkpoint(checkpoint, device=device, max_tokens=max_tokens, frame_shift_ms=shift)
+            else Pipeline(
+                base.model,
+                base.frontend.config.replace(frame_shift_ms=float(shift)),
+                base.labels,
+                multilabel=multilabel,
+                device=device,
+                max_tokens=max_tokens,
+            )
         )
         for length in lengths_s:
             n = None if length is None else round(length * sr)
