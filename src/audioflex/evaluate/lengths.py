@@ -52,6 +52,11 @@ class LengthReport:
         }
 
 
+def _run_name(path: Path) -> str:
+    """A readable model name: the run directory for ``<run>/best`` and ``<run>/last``."""
+    return f"{path.parent.name}/{path.name}" if path.name in ("best", "last") else path.name
+
+
 def fit_length(wave: torch.Tensor, samples: int | None) -> torch.Tensor:
     """Crop ``[T]`` from its start, or zero-pad its end, to ``samples`` (None: unchanged)."""
     if samples is None:
@@ -97,7 +102,7 @@ def evaluate_lengths(
     c = len(base.labels)
     multilabel = base.multilabel
     report = LengthReport(
-        name=name or Path(checkpoint).name,
+        name=name or _run_name(Path(checkpoint)),
         checkpoint=str(checkpoint),
         metric="mAP" if multilabel else "accuracy",
     )
