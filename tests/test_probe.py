@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from audioflex.hear.probe import (
 from audioflex.models.registry import create_model
 
 SR = 16000
-FAST = ProbeConfig(learning_rates=(1e-3, 1e-2), hidden_layers=(1,), hidden_dim=128, max_epochs=80, patience=10)
+FAST = ProbeConfig(learning_rates=(1e-3, 3.2e-3), hidden_layers=(1,), initializations=("xavier_uniform",),
+                   hidden_dim=128, max_epochs=90, patience=20)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,8 @@ def test_scene_task_accuracy(ckpt: Path, tmp_path: Path) -> None:
     root = _scene_task(tmp_path / "scene")
     res = probe_task(root, ckpt, config=FAST)
     assert res["metric"] == "top1_acc" and res["score"] >= 0.85
-    assert len(res["folds"]) == 1 and res["folds"][0]["lr"] in FAST.learning_rates
+    assert len(res["folds"]) == 1 and res["hparams"]["lr"] in FAST.learning_rates
+    assert len(res["grid"]) == 2 and res["scores"] == {"top1_acc": res["score"]}
     json.dumps(res)  # JSON-ready
     assert (root / "embeddings" / "elastic_ast_tiny" / "train" / "train_0.npy").is_file()  # cached
 
@@ -107,9 +110,10 @@ def test_event_task_f_measure(ckpt: Path, tmp_path: Path) -> None:
     meta = {"task_name": "beeps", "embedding_type": "event", "prediction_type": "multilabel",
             "split_mode": "trainvaltest"}
     root = _write_task(tmp_path / "ev", meta, ["beep"], splits, audio)
-    res = probe_task(root, ckpt, config=FAST, hop_ms=50)
+    # stop_on_nan=False: early validations without any event (F = NaN) would end the kit's training
+    res = probe_task(root, ckpt, config=replace(FAST, stop_on_nan=False), hop_ms=50)
     assert res["metric"] == "event_onset_200ms_fms" and res["score"] > 0.5
-    assert res["folds"][0]["postprocessing"]["min_event_ms"] in (125.0, 250.0)
+    assert res["folds"][0]["postprocessing"]["min_duration"] in (125.0, 250.0)
 
 
 def test_event_postprocessing_and_metric() -> None:
@@ -153,7 +157,7 @@ def test_probe_event_score_equals_direct_sed_eval() -> None:
         warnings.simplefilter("ignore")  # dcase_util imports the deprecated pkg_resources
         import sed_eval
 
-    from audioflex.hear.probe import HearTask, _score_multi, _SplitData
+    from audioflex.hear.probe import HearTask, _score, _SplitData
 
     rng = np.random.default_rng(3)
     labels = ["a", "b", "c"]
@@ -174,7 +178,7 @@ def test_probe_event_score_equals_direct_sed_eval() -> None:
     task = HearTask(Path("."), {"embedding_type": "event"}, labels, {"test": refs}, {})
     offsets = np.cumsum([0] + [len(t) for t in stamps]).tolist()
     d = _SplitData(np.zeros((offsets[-1], 1)), np.zeros((offsets[-1], 3)), files, offsets, stamps)
-    score = _score_multi(task, d, np.concatenate(probs), (250.0, 125.0), ["test"])
+    score = _score(task, "event_onset_200ms_fms", d, np.concatenate(probs), (250.0, 125.0), ["test"])
 
     def rows(events: dict, f: str) -> list[dict]:  # as heareval's EventBasedScore: seconds, per file
         return [{"event_label": e["label"], "event_onset": e["start"] / 1000.0, "event_offset": e["end"] / 1000.0,
@@ -198,3 +202,161 @@ def test_task_errors(tmp_path: Path) -> None:
     (root / "valid.json").write_text(json.dumps({"valid_0.wav": ["cat"]}))
     with pytest.raises(TaskError, match="cat"):
         read_task(root)
+
+
+def test_probe_mlp_is_the_kits() -> None:
+    """Linear -> BatchNorm -> Dropout -> ReLU per hidden layer, Xavier weights with the kit's gains."""
+    from torch import nn
+
+    from audioflex.hear.probe import ProbeMLP
+
+    torch.manual_seed(0)
+    m = ProbeMLP(600, 5, hidden_layers=2, hidden_dim=1024, initialization="xavier_normal")
+    kinds = [type(x) for x in m.net]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.Dropout, nn.ReLU] * 2 + [nn.Linear]
+    assert m.net[2].p == 0.1
+    first, second = m.net[0].weight, m.net[4].weight
+    assert float(first.detach().std()) == pytest.approx((2 / (600 + 1024)) ** 0.5, rel=0.02)  # gain 1
+    assert float(second.detach().std()) == pytest.approx(2**0.5 * (2 / (1024 + 1024)) ** 0.5, rel=0.02)  # gain sqrt(2)
+    u = ProbeMLP(600, 5, hidden_layers=1, initialization="xavier_uniform").net[0].weight
+    assert float(u.abs().max()) <= (6 / (600 + 1024)) ** 0.5
+    with pytest.raises(ValueError, match="initialization"):
+        ProbeMLP(4, 2, initialization="kaiming")
+
+
+def test_grid_and_task_overrides() -> None:
+    from audioflex.hear.probe import HearTask, grid, postprocessing_grid
+
+    task = HearTask(Path("."), {"task_name": "t"}, ["a"], {}, {})
+    confs = grid(task, ProbeConfig())
+    assert len(confs) == 8  # 8 of 4 lr x 2 depths x 2 initialisations, seeded
+    assert confs == grid(task, ProbeConfig())
+    assert len({(c["lr"], c["hidden_layers"], c["initialization"]) for c in confs}) == 8
+    assert all(c["check_val_every_n_epoch"] == 3 and c["patience"] == 20 and c["max_epochs"] == 500 for c in confs)
+    assert len(grid(task, ProbeConfig(grid_points=100))) == 16
+    meta = {"task_name": "t", "evaluation_params": {"task_specific_param_grid": {"lr": [0.5], "hidden_layers": [3]},
+                                                     "event_postprocessing_grid": {"median_filter_ms": [0, 500],
+                                                                                   "min_duration": [60]}}}
+    t2 = HearTask(Path("."), meta, ["a"], {}, {})
+    assert {(c["lr"], c["hidden_layers"]) for c in grid(t2, ProbeConfig())} == {(0.5, 3)}
+    assert postprocessing_grid(t2, ProbeConfig()) == [(0.0, 60.0), (500.0, 60.0)]
+    assert postprocessing_grid(task, ProbeConfig()) == [(250.0, 125.0), (250.0, 250.0)]
+    dcase = HearTask(Path("."), {"task_name": "dcase2016_task2"}, ["a"], {}, {})
+    assert {c["check_val_every_n_epoch"] for c in grid(dcase, ProbeConfig())} == {10}
+
+
+def test_scene_scores_are_sklearns() -> None:
+    from scipy.stats import norm
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from audioflex.hear.probe import scene_score
+
+    rng = np.random.default_rng(0)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 40)]
+    p = rng.random((40, 4)) + y * rng.random((40, 1))
+    assert scene_score("top1_acc", p, y) == pytest.approx(np.mean(p.argmax(1) == y.argmax(1)))
+    assert scene_score("mAP", p, y) == pytest.approx(average_precision_score(y, p, average="macro"))
+    assert scene_score("aucroc", p, y) == pytest.approx(roc_auc_score(y, p, average="macro"))
+    dp = np.mean(norm.ppf(roc_auc_score(y, p, average=None)) * np.sqrt(2))
+    assert scene_score("d_prime", p, y) == pytest.approx(dp)
+    y13 = np.eye(24, dtype=np.float32)[[0, 13]]
+    p13 = np.eye(24)[[12, 1]]  # octave errors only
+    assert scene_score("chroma_acc", p13, y13) == 1.0 and scene_score("pitch_acc", p13, y13) == 0.0
+    assert np.isnan(scene_score("aucroc", p, np.zeros_like(y)))  # no positives: not scorable
+
+
+def test_event_scores() -> None:
+    from audioflex.hear.probe import event_score
+
+    ref = {"f": [{"label": "a", "start": 0.0, "end": 1500.0}, {"label": "b", "start": 2000.0, "end": 2500.0}]}
+    est = {"f": [{"label": "a", "start": 150.0, "end": 400.0}, {"label": "b", "start": 2040.0, "end": 2500.0}]}
+    assert event_score("event_onset_200ms_fms", ref, est, ["a", "b"]) == 1.0
+    assert event_score("event_onset_50ms_fms", ref, est, ["a", "b"]) == pytest.approx(0.5)
+    # onset+offset within 50 ms / 20 % of the length: only b matches
+    assert event_score("event_onset_offset_50ms_20perc_fms", ref, est, ["a", "b"]) == pytest.approx(0.5)
+    assert event_score("segment_1s_er", ref, ref, ["a", "b"]) == 0.0
+    assert event_score("segment_1s_er", ref, {"f": []}, ["a", "b"]) == 1.0
+    with pytest.raises(ValueError, match="unknown event score"):
+        event_score("f1", ref, est, ["a"])
+
+
+def _fake_heareval_dir(root: Path, event: bool) -> None:
+    """The layout heareval.embeddings.runner writes, with separable random embeddings."""
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"]
+    meta = {"task_name": "fake", "embedding_type": "event" if event else "scene", "prediction_type":
+            "multilabel" if event else "multiclass", "split_mode": "trainvaltest",
+            "splits": ["train", "valid", "test"],
+            "evaluation": ["event_onset_200ms_fms", "segment_1s_er"] if event else ["top1_acc", "mAP"]}
+    root.mkdir(parents=True)
+    (root / "task_metadata.json").write_text(json.dumps(meta))
+    (root / "labelvocabulary.csv").write_text("idx,label\n0,a\n1,b\n2,c\n")
+    for split, n in (("train", 60), ("valid", 20), ("test", 20)):
+        items = {}
+        (root / split).mkdir()
+        for i in range(n):
+            f = f"{split}{i}.wav"
+            k = i % 3
+            if event:
+                ts = np.arange(60) * 50.0
+                emb = rng.normal(size=(60, 16)).astype(np.float32)
+                s0 = float(rng.integers(5, 30)) * 50.0
+                on = (ts >= s0) & (ts <= s0 + 600.0)
+                emb[on, k] += 3.0
+                items[f] = [{"label": labels[k], "start": s0, "end": s0 + 600.0}]
+                (root / split / f"{f}.timestamps.json").write_text(json.dumps(ts.tolist()))
+            else:
+                emb = rng.normal(size=16).astype(np.float32)
+                emb[k] += 4.0
+                items[f] = [labels[k]]
+            np.save(root / split / f"{f}.embedding.npy", emb)
+        (root / f"{split}.json").write_text(json.dumps(items))
+    (root / "train.embedding-dimensions.json").write_text("[60, 16]")  # kit files that are not splits
+
+
+@pytest.mark.parametrize("event", [False, True])
+def test_probe_on_a_heareval_embedding_dir(tmp_path: Path, event: bool) -> None:
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+    from audioflex.hear.probe import probe_heareval_dir
+
+    root = tmp_path / "emb"
+    _fake_heareval_dir(root, event)
+    cfg = ProbeConfig(grid_points=2, hidden_dim=64, max_epochs=60, patience=4)
+    res = probe_heareval_dir(root, cfg)
+    if event:
+        assert res["metric"] == "event_onset_200ms_fms" and set(res["scores"]) == {"event_onset_200ms_fms",
+                                                                                    "segment_1s_er"}
+        assert res["score"] > 0.6 and res["scores"]["segment_1s_er"] < 0.6
+    else:
+        assert res["metric"] == "top1_acc" and res["score"] > 0.8 and res["scores"]["mAP"] > 0.8
+    assert res == probe_heareval_dir(root, cfg)  # seeded: the same run twice
+    out = CliRunner().invoke(app, ["probe", str(root), "--grid-points", "1", "--max-epochs", "6"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["metric"] == res["metric"]
+    (root / "test" / "test3.wav.embedding.npy").unlink()
+    with pytest.raises(TaskError, match="test3.wav.embedding.npy"):
+        probe_heareval_dir(root, cfg)
+
+
+def test_probe_early_stopping_and_best_epoch() -> None:
+    """Validation every check_every epochs; the kept state is the best validation's; training
+    stops after `patience` validations without a strictly better score."""
+    from audioflex.hear.probe import HearTask, probe_embeddings
+
+    rng = np.random.default_rng(0)
+    task = HearTask(Path("."), {"prediction_type": "multiclass"}, ["a", "b"],
+                    {s: {f"{s}{i}": ["a" if i % 2 else "b"] for i in range(20)} for s in ("train", "valid", "test")},
+                    {})
+    emb = {s: {f: (rng.normal(size=8).astype(np.float32) + (2.0 if lab == ["a"] else -2.0), None)
+               for f, lab in items.items()} for s, items in task.splits.items()}
+    cfg = ProbeConfig(grid_points=1, learning_rates=(1e-3,), hidden_dim=32, max_epochs=400, patience=3,
+                      check_every=4)
+    res = probe_embeddings(task, emb, cfg)
+    run = res["folds"][0]
+    assert (run["epoch"] + 1) % 4 == 0 and run["valid_score"] >= 0.9
+    assert run["epochs_trained"] == run["epoch"] + 1 + 3 * 4  # three validations without a better score
+    assert res["score"] >= 0.9
+    capped = probe_embeddings(task, emb, replace(cfg, max_epochs=10))["folds"][0]
+    assert capped["epochs_trained"] == 10 and capped["epoch"] in (3, 7)
