@@ -72,6 +72,31 @@ def test_timestamp_npy_long_file_streams(ckpt: Path, tmp_path: Path) -> None:
     assert np.allclose(ts, ref_ts[0].numpy())
 
 
+def test_timestamp_write_interrupted_leaves_nothing(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed in the middle of a file (here: an error after its first block) leaves no
+    partial .npy or temporary file, so the resumed run embeds the file again."""
+    from audioflex.hear.model import EmbeddingModel
+
+    sf.write(tmp_path / "x.wav", np.zeros(16000 * 2, np.float32), 16000)
+    real = EmbeddingModel.iter_timestamp_blocks
+
+    def dies(self, source):  # noqa: ANN001, ANN202
+        it = real(self, source)
+        yield next(it)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EmbeddingModel, "iter_timestamp_blocks", dies)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        embed_files(tmp_path / "x.wav", ckpt, out, kind="timestamp", progress=False, stream_s=0.5)
+    assert not list(out.glob("x*")) and not list(out.glob(".*tmp"))
+    monkeypatch.setattr(EmbeddingModel, "iter_timestamp_blocks", real)
+    rep = embed_files(tmp_path / "x.wav", ckpt, out, kind="timestamp", progress=False, stream_s=0.5)
+    assert rep.written == ["x"] and np.load(out / "x.npy").shape == (41, rep.embedding_size)
+
+
 @pytest.mark.parametrize("fmt", ["npz", "safetensors"])
 def test_single_file_formats(ckpt: Path, data: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / fmt

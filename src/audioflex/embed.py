@@ -152,6 +152,33 @@ def _save_json(target: Path, obj: Any) -> None:
     _atomic(target, lambda tmp: tmp.write_text(json.dumps(obj)))
 
 
+def _save_timestamp_embeddings(npy: Path, ts_file: Path, emb_model: Any, source: Any) -> None:
+    """Stream one file's timestamp embeddings ``[T, D]`` into ``npy`` block by block (memory: one
+    block of ``stream_s`` seconds, whatever the file's length), then its timestamps (ms) into
+    ``ts_file``; the ``.npy`` is renamed into place last, so its presence marks the file done."""
+    total = emb_model.num_timestamps(source.num_samples)
+    size = emb_model.timestamp_embedding_size
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    stamps: list[float] = []
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                    "shape": (total, size)})
+            for vec, ts in emb_model.iter_timestamp_blocks(source):
+                f.write(np.ascontiguousarray(vec.numpy(), dtype="<f4").tobytes())
+                stamps.extend(ts.tolist())
+        if len(stamps) != total:
+            raise RuntimeError(f"{npy}: expected {total} timestamps, the model gave {len(stamps)}")
+        _save_json(ts_file, stamps)
+        os.replace(tmp, npy)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 # ---------------------------------------------------------------------------- main entry
 
 
@@ -220,11 +247,7 @@ def embed_files(
                     vec = emb_model.scene_from_source(source).numpy().astype(np.float32)
                     _save_npy(npy, vec)
                 else:
-                    blocks = list(emb_model.iter_timestamp_blocks(source))
-                    emb = torch.cat([b[0] for b in blocks]).numpy().astype(np.float32)
-                    ts = torch.cat([b[1] for b in blocks]).tolist()
-                    _save_json(ts_file, ts)
-                    _save_npy(npy, emb)  # written last: its presence marks the file done
+                    _save_timestamp_embeddings(npy, ts_file, emb_model, source)
                 report.written.append(key)
                 report.audio_seconds += source.num_samples / emb_model.sample_rate
             except AudioError as e:
