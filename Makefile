@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests tools
 	$(PY) -m pytest
 
 demo: $(STAMP)
 	$(VENV)/bin/audioflex demo --out runs/demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests tools
 
 bench: $(STAMP)
 	$(VENV)/bin/audioflex bench packing --out runs/bench_packing.json

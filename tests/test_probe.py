@@ -234,6 +234,11 @@ def test_grid_and_task_overrides() -> None:
     assert len({(c["lr"], c["hidden_layers"], c["initialization"]) for c in confs}) == 8
     assert all(c["check_val_every_n_epoch"] == 3 and c["patience"] == 20 and c["max_epochs"] == 500 for c in confs)
     assert len(grid(task, ProbeConfig(grid_points=100))) == 16
+    # the 8 points (in order) heareval 2021.1.3's predictions runner logged for a task ("Grid point i of 8")
+    kit = [(1, "xavier_normal", 1e-4), (2, "xavier_uniform", 1e-3), (1, "xavier_normal", 1e-3),
+           (1, "xavier_normal", 3.2e-4), (2, "xavier_normal", 3.2e-4), (2, "xavier_uniform", 3.2e-4),
+           (2, "xavier_normal", 3.2e-3), (2, "xavier_uniform", 3.2e-3)]
+    assert [(c["hidden_layers"], c["initialization"], c["lr"]) for c in confs] == kit
     meta = {"task_name": "t", "evaluation_params": {"task_specific_param_grid": {"lr": [0.5], "hidden_layers": [3]},
                                                      "event_postprocessing_grid": {"median_filter_ms": [0, 500],
                                                                                    "min_duration": [60]}}}

@@ -29,6 +29,8 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # e.g. AVX2, AVX512
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
