@@ -359,7 +359,7 @@ def probe(
     if checkpoint is None:
         if option:
             raise typer.BadParameter("--option needs --checkpoint (embedding options of an audioflex model)")
-        _emit(probe_heareval_dir(task_dir, cfg), out_path)
+        _emit(probe_heareval_dir(task_dir, cfg, progress=True), out_path)
         return
     _emit(
         probe_task(task_dir, checkpoint, cache_dir=cache_dir, config=cfg, device=device, progress=True,

@@ -551,7 +551,7 @@ def data_splits(task: HearTask) -> list[dict[str, Any]]:
 
 
 def probe_embeddings(task: HearTask, embeddings: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]],
-                     config: ProbeConfig | None = None) -> dict[str, Any]:
+                     config: ProbeConfig | None = None, *, progress: bool = False) -> dict[str, Any]:
     """The shallow probe on given embeddings (``{split: {file name: (vectors, timestamps)}}``), as
     the HEAR kit's ``heareval.predictions``: the grid points are trained on the first data split
     (for k folds: test fold00, validate on fold01), the best by validation score is retrained on
@@ -576,6 +576,11 @@ def probe_embeddings(task: HearTask, embeddings: dict[str, dict[str, tuple[np.nd
             _standardise(tr, va, te)
         return tr, va, te
 
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(confs) + len(splits) - 1, unit="fit", desc="probe")
     tried = []
     tr, va, _ = prepared(splits[0])
     for i, conf in enumerate(confs):
@@ -584,13 +589,19 @@ def probe_embeddings(task: HearTask, embeddings: dict[str, dict[str, tuple[np.nd
                     conf["lr"], conf["hidden_layers"], conf["initialization"], primary, fit.valid_score, fit.epoch,
                     fit.epochs)
         tried.append(fit)
+        if bar is not None:
+            bar.update(1)
     sign = 1.0 if maximize(primary) else -1.0
     best_conf = max(tried, key=lambda f: sign * (0.0 if math.isnan(f.valid_score) else f.valid_score)).conf
     runs = []
     for i, sp in enumerate(splits):
         tr, va, te = prepared(sp)
-        fit = next(f for f in tried if f.conf is best_conf) if i == 0 else _fit(
-            task, tr, va, [sp["valid"]], best_conf, cfg, primary, by_loss)
+        if i == 0:
+            fit = next(f for f in tried if f.conf is best_conf)
+        else:
+            fit = _fit(task, tr, va, [sp["valid"]], best_conf, cfg, primary, by_loss)
+            if bar is not None:
+                bar.update(1)
         probs = _predict(fit.model, te.x, task.multilabel)
         scores = {n: _score(task, n, te, probs, fit.postprocessing, [sp["test"]]) for n in names}
         runs.append({
@@ -599,6 +610,8 @@ def probe_embeddings(task: HearTask, embeddings: dict[str, dict[str, tuple[np.nd
             "postprocessing": ({"median_filter_ms": fit.postprocessing[0], "min_duration": fit.postprocessing[1]}
                                if fit.postprocessing else None),
         })
+    if bar is not None:
+        bar.close()
     means = {n: float(np.mean([r["test_scores"][n] for r in runs])) for n in names}
     return {
         "task": task.metadata.get("task_name", task.root.name),
@@ -631,11 +644,12 @@ def read_heareval_embeddings(root: str | Path) -> tuple[HearTask, dict[str, dict
     return task, emb
 
 
-def probe_heareval_dir(root: str | Path, config: ProbeConfig | None = None) -> dict[str, Any]:
+def probe_heareval_dir(root: str | Path, config: ProbeConfig | None = None, *,
+                       progress: bool = False) -> dict[str, Any]:
     """:func:`probe_embeddings` on a HEAR kit embedding directory (see
     :func:`read_heareval_embeddings`): scores any HEAR model's embeddings, and ours next to the kit's."""
     task, emb = read_heareval_embeddings(root)
-    return probe_embeddings(task, emb, config)
+    return probe_embeddings(task, emb, config, progress=progress)
 
 
 def probe_task(
@@ -658,7 +672,7 @@ def probe_task(
             reruns reuse them (a change of options in the same folder raises).
         config: probe grid and limits (:class:`ProbeConfig`).
         device: where the embedding model runs.
-        progress: progress bars while embedding.
+        progress: progress bars while embedding and training the grid points.
         model: an already loaded :class:`~audioflex.hear.EmbeddingModel`.
         **options: embedding options (``hop_ms``, ``layers``, ...; :class:`~audioflex.hear.EmbedOptions`).
 
@@ -684,4 +698,4 @@ def probe_task(
             raise TaskError(f"{task.root}: unreadable audio in split {split!r}: {rep.failed[0]}")
         by_stem = load_embeddings(cache / split)
         embeddings[split] = {f: by_stem[Path(f).stem] for f in items if Path(f).stem in by_stem}
-    return {**probe_embeddings(task, embeddings, config), "model": emb_model.describe()}
+    return {**probe_embeddings(task, embeddings, config, progress=progress), "model": emb_model.describe()}
