@@ -337,9 +337,10 @@ def test_probe_on_a_heareval_embedding_dir(tmp_path: Path, event: bool) -> None:
     else:
         assert res["metric"] == "top1_acc" and res["score"] > 0.8 and res["scores"]["mAP"] > 0.8
     assert res == probe_heareval_dir(root, cfg)  # seeded: the same run twice
-    out = CliRunner().invoke(app, ["probe", str(root), "--grid-points", "1", "--max-epochs", "6"])
+    out = CliRunner().invoke(app, ["probe", str(root), "--grid-points", "1", "--max-epochs", "6",
+                                   "--out", str(tmp_path / "p.json")])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["metric"] == res["metric"]
+    assert json.loads((tmp_path / "p.json").read_text())["metric"] == res["metric"]
     (root / "test" / "test3.wav.embedding.npy").unlink()
     with pytest.raises(TaskError, match="test3.wav.embedding.npy"):
         probe_heareval_dir(root, cfg)
