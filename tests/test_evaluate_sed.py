@@ -112,3 +112,24 @@ def test_model_without_frame_head_is_skipped(strong_set: Path, tmp_path: Path) -
         evaluate_events(ck, records)
     res = add_event_metrics(tmp_path / "none.json", [ck], records)
     assert "frame-wise head" in res[str(ck)]["skipped"]
+
+
+def test_cli_evaluate_strong_tsv_without_split(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
+    """A strong-label TSV carries no split: `audioflex evaluate` evaluates all of it by default
+    (it used to ask for `--split ''`), and adds the event metrics."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--lengths", "3",
+                                   "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert "all records" in res.output
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())[0]
+    assert report["events"]["num_files"] == 3 and report["events"]["num_reference_events"] == 10  # the whole TSV
+    assert [r["length_s"] for r in report["rows"]] == [3.0]
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--split", "test",
+                                   "--out", str(tmp_path / "ev2")])
+    assert res.exit_code == 1 and "no records in split 'test'" in res.output

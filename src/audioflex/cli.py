@@ -201,7 +201,8 @@ def _floats(text: Optional[str], what: str) -> list[Optional[float]]:
 def evaluate(
     checkpoints: list[Path] = typer.Argument(..., help="One or more checkpoint directories."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset (folder, manifest, ESC-50, AudioSet, ...)."),
-    split: Optional[str] = typer.Option("test", help="Split to evaluate ('' for all records)."),
+    split: Optional[str] = typer.Option(None, help="Split to evaluate ('' for all records; default: 'test' "
+                                        "where the dataset has one, else all records)."),
     folds: Optional[str] = typer.Option(None, help="Comma-separated folds to evaluate (ESC-50)."),
     lengths: Optional[str] = typer.Option(None, help="Comma-separated lengths in s (default: native)."),
     frame_shifts: Optional[str] = typer.Option(None, help="Comma-separated frame shifts in ms (default: trained)."),
@@ -218,6 +219,9 @@ def evaluate(
 
     ds = read_dataset(data)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
+    if split is None:  # a dataset without splits (a strong-label TSV, a folder) is evaluated whole
+        split = "test" if any(r.split == "test" for r in ds.records) else ""
+        out.print(f"evaluating {'split test' if split else 'all records'} of {data} (--split to choose)")
     records = ds.select(split=split or None, folds=fold_list)
     if not records:
         raise ValueError(f"{data}: no records in split {split!r} (folds {folds}); pick --split/--folds")
