@@ -158,12 +158,10 @@ def _save_timestamp_embeddings(npy: Path, ts_file: Path, emb_model: Any, source:
     ``ts_file``; the ``.npy`` is renamed into place last, so its presence marks the file done."""
     total = emb_model.num_timestamps(source.num_samples)
     size = emb_model.timestamp_embedding_size
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    stamps: list[float] = []
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def w(tmp: Path) -> None:
+        stamps: list[float] = []
+        with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(
                 f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
                     "shape": (total, size)})
@@ -172,11 +170,9 @@ def _save_timestamp_embeddings(npy: Path, ts_file: Path, emb_model: Any, source:
                 stamps.extend(ts.tolist())
         if len(stamps) != total:
             raise RuntimeError(f"{npy}: expected {total} timestamps, the model gave {len(stamps)}")
-        _save_json(ts_file, stamps)
-        os.replace(tmp, npy)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        _save_json(ts_file, stamps)  # before the .npy is renamed into place
+
+    _atomic(npy, w)
 
 
 # ---------------------------------------------------------------------------- main entry
