@@ -150,12 +150,23 @@ def frames_to_events(
             for e in events]
 
 
-def _seconds(events: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[float, float, str]]]:
-    """HEAR events (ms dicts) -> ``{file: [(onset_s, offset_s, label)]}`` for the sed_eval wrappers."""
-    return {
-        f: [(e["start"] / 1000.0, max(e.get("end", e["start"]), e["start"]) / 1000.0, str(e["label"])) for e in evs]
-        for f, evs in events.items()
-    }
+def _in_seconds(reference: dict[str, list[dict[str, Any]]], estimated: dict[str, list[dict[str, Any]]]) -> tuple[
+        dict[str, list[tuple[float, float, str]]], dict[str, list[tuple[float, float, str]]]]:
+    """HEAR events (ms dicts) of reference and estimate -> ``{file: [(onset_s, offset_s, label)]}``
+    each, over the files of either (a file missing from one side has no events there), for the
+    sed_eval wrappers."""
+    files = set(reference) | set(estimated)
+
+    def sec(events: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[float, float, str]]]:
+        return {f: [(e["start"] / 1000.0, max(e.get("end", e["start"]), e["start"]) / 1000.0, str(e["label"]))
+                    for e in events.get(f, [])] for f in files}
+
+    return sec(reference), sec(estimated)
+
+
+def _nan0(x: float) -> float:
+    """NaN -> 0 (how the kit ranks an unscorable validation)."""
+    return 0.0 if math.isnan(x) else float(x)
 
 
 def onset_f_measure(
@@ -168,24 +179,10 @@ def onset_f_measure(
     event scores 0 (not NaN). Returns ``f_measure``, ``precision``, ``recall``, ``n_ref``, ``n_est``."""
     from audioflex.evaluate.metrics import onset_event_metrics
 
-    files = set(reference) | set(estimated)
-    ref = _seconds({f: reference.get(f, []) for f in files})
-    est = _seconds({f: estimated.get(f, []) for f in files})
+    ref, est = _in_seconds(reference, estimated)
     m = onset_event_metrics(ref, est, t_collar=collar_ms / 1000.0, labels=labels)
-
-    def num(x: float) -> float:
-        return 0.0 if math.isnan(x) else float(x)
-
-    return {"f_measure": num(m["f1"]), "precision": num(m["precision"]), "recall": num(m["recall"]),
+    return {"f_measure": _nan0(m["f1"]), "precision": _nan0(m["precision"]), "recall": _nan0(m["recall"]),
             "n_ref": sum(len(v) for v in ref.values()), "n_est": sum(len(v) for v in est.values())}
-
-
-def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Macro mAP over the classes that have positives
-    (:func:`audioflex.evaluate.metrics.mean_average_precision`)."""
-    from audioflex.evaluate.metrics import mean_average_precision as map_
-
-    return map_(scores, targets)
 
 
 # ---------------------------------------------------------------------------- scores
@@ -237,16 +234,14 @@ def event_score(name: str, reference: dict[str, list[dict[str, Any]]], estimated
     NaN (sed_eval's value)."""
     from audioflex.evaluate.metrics import event_based_metrics, segment_based_metrics
 
-    files = set(reference) | set(estimated)
-    ref = _seconds({f: reference.get(f, []) for f in files})
-    est = _seconds({f: estimated.get(f, []) for f in files})
+    ref, est = _in_seconds(reference, estimated)
     if name == "segment_1s_er":
         return float(segment_based_metrics(ref, est, time_resolution=1.0, labels=labels)["error_rate"])
     if name not in _EVENT_PARAMS:
         raise ValueError(f"unknown event score {name!r}; known: {sorted(_EVENT_PARAMS) + ['segment_1s_er']}")
     p = {"percentage_of_length": 0.5, **_EVENT_PARAMS[name]}
     m = event_based_metrics(ref, est, evaluate_onset=True, labels=labels, zero_score_empty=False, **p)
-    return 0.0 if (nan_as_zero and math.isnan(m["f1"])) else float(m["f1"])
+    return _nan0(m["f1"]) if nan_as_zero else float(m["f1"])
 
 
 def task_scores(task: HearTask) -> list[str]:
@@ -514,7 +509,7 @@ def _best_score(task: HearTask, d: _SplitData, probs: np.ndarray, splits: Sequen
     # the kit sorts (score, postprocessing) pairs in descending order: ties go to the larger
     # setting, and NaN counts as 0 (also for error rates, where the kit's choice is the largest)
     scored = [(_score(task, primary, d, probs, pp, splits, raw=True), pp) for pp in postprocessing_grid(task, cfg)]
-    s, pp = max(scored, key=lambda t: (0.0 if math.isnan(t[0]) else t[0], t[1]))
+    s, pp = max(scored, key=lambda t: (_nan0(t[0]), t[1]))
     return s, pp
 
 
@@ -582,7 +577,8 @@ def probe_embeddings(task: HearTask, embeddings: dict[str, dict[str, tuple[np.nd
 
         bar = tqdm(total=len(confs) + len(splits) - 1, unit="fit", desc="probe")
     tried = []
-    tr, va, _ = prepared(splits[0])
+    first = prepared(splits[0])
+    tr, va, _ = first
     for i, conf in enumerate(confs):
         fit = _fit(task, tr, va, [splits[0]["valid"]], conf, cfg, primary, by_loss)
         logger.info("grid point %d/%d (lr %g, %d hidden, %s): valid %s %.4f at epoch %d of %d", i + 1, len(confs),
@@ -592,12 +588,13 @@ def probe_embeddings(task: HearTask, embeddings: dict[str, dict[str, tuple[np.nd
         if bar is not None:
             bar.update(1)
     sign = 1.0 if maximize(primary) else -1.0
-    best_conf = max(tried, key=lambda f: sign * (0.0 if math.isnan(f.valid_score) else f.valid_score)).conf
+    best = max(tried, key=lambda f: sign * _nan0(f.valid_score))  # the first of equals, as the kit's stable sort
+    best_conf = best.conf
     runs = []
     for i, sp in enumerate(splits):
-        tr, va, te = prepared(sp)
+        tr, va, te = first if i == 0 else prepared(sp)
         if i == 0:
-            fit = next(f for f in tried if f.conf is best_conf)
+            fit = best
         else:
             fit = _fit(task, tr, va, [sp["valid"]], best_conf, cfg, primary, by_loss)
             if bar is not None:
