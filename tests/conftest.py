@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from fixture_paths import FIXTURES_DIR
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,9 @@ from audioflex.checkpoints.convert import get_converter
 from audioflex.checkpoints.io import load_state_checked, save_checkpoint
 from audioflex.hear.model import FileSource, TensorSource
 from audioflex.models.registry import create_model
+from fixture_paths import FIXTURES_DIR
 
-FIX = Path("/work/shared/fixtures")
+FIX = FIXTURES_DIR
 
 # tiny random-weight models, one per family (depth 2, dim 32)
 TINY = {

@@ -227,11 +227,40 @@ class KaldiFbank(Frontend):
             spec = (spec - c.norm_mean) / (2 * c.norm_std)
         return spec, frames
 
+    def power(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Power spectra of the kaldi frames (steps 1-3 up to ``|rfft|^2``), before the mel banks.
+
+        Args:
+            wave: ``[B, T]`` (or ``[T]``) waveforms; float64 input is computed in float64.
+            lengths: ``[B]`` valid samples per clip (``None``: all ``T``).
+
+        Returns:
+            ``power [B, n_fft // 2 + 1, T']`` (frames of the padded batch, also past a clip's end)
+            and ``frames [B]`` (int64), the frames computed from real samples.
+        """
+        if wave.dim() == 1:
+            wave = wave.unsqueeze(0)
+        lengths, lens = self.check_batch(wave, lengths)
+        dtype = torch.float64 if wave.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            power = self._power(wave.to(dtype), lens)
+        return power.transpose(1, 2), self._frame_counts(lengths)
+
     def _fbank(self, wave: torch.Tensor, lens: list[int]) -> torch.Tensor:
         """Raw log fbank ``[B, F, T']`` for all frames of the padded batch."""
+        power = self._power(wave, lens)  # [B, M, K]
+        bsz, m, _ = power.shape
+        mel = self.mel_banks.to(power.dtype)
+        energies = torch.mm(power.reshape(bsz * m, -1), mel.T)
+        eps = torch.tensor(_EPS, dtype=energies.dtype, device=energies.device)
+        logmel = torch.max(energies, eps).log()
+        return logmel.reshape(bsz, m, -1).transpose(1, 2)
+
+    def _power(self, wave: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        """``|rfft|^2`` of every frame of the padded batch, ``[B, M, n_fft // 2 + 1]``."""
         c = self.config
         win, hop = c.win_length, c.hop_length
-        bsz, total = wave.shape
+        total = wave.shape[1]
         if c.remove_dc:
             # each clip's own mean over its valid samples, with torch.mean on exactly those samples
             means = torch.stack([wave[i, :n].mean() for i, n in enumerate(lens)]).unsqueeze(1)
@@ -250,13 +279,7 @@ class KaldiFbank(Frontend):
         frames = frames * self.window.to(frames.dtype)
         if c.n_fft != win:
             frames = F.pad(frames, (0, c.n_fft - win))
-        power = torch.fft.rfft(frames).abs().pow(2.0)  # [B, M, n_fft//2+1]
-        m = power.shape[1]
-        mel = self.mel_banks.to(power.dtype)
-        energies = torch.mm(power.reshape(bsz * m, -1), mel.T)
-        eps = torch.tensor(_EPS, dtype=energies.dtype, device=energies.device)
-        logmel = torch.max(energies, eps).log()
-        return logmel.reshape(bsz, m, -1).transpose(1, 2)
+        return torch.fft.rfft(frames).abs().pow(2.0)
 
 
 register_frontend(KaldiFbankConfig, KaldiFbank)

@@ -109,7 +109,7 @@ class PasstMel(Frontend):
     it were alone (its reflect padding uses its own last samples), so a clip inside a padded batch
     gives the same valid frames as the clip by itself; frames past a clip's end hold the value
     of silence ``(log(1e-5) + 4.5) / 5``. Clips need at least ``n_fft // 2 + 2`` samples.
-    Always computed in float32 (autocast disabled).
+    The log-mel is always float32 (autocast disabled); :meth:`power` also computes in float64.
     """
 
     config: PasstMelConfig
@@ -137,12 +137,15 @@ class PasstMel(Frontend):
     def power(
         self, wave: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pre-emphasis + STFT power: ``[B, T]`` -> (``[B, n_fft // 2 + 1, T']``, frames ``[B]``)."""
+        """Pre-emphasis + STFT power: ``[B, T]`` -> (``[B, n_fft // 2 + 1, T']``, frames ``[B]``).
+
+        Computed in float32, or in float64 for float64 input.
+        """
         c = self.config
         lengths, _ = self.check_batch(wave, lengths, self.min_samples)
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            x = wave.float()
-            y = F.conv1d(x.unsqueeze(1), self.preemphasis_kernel).squeeze(1)  # [B, T - 1]
+            x = wave.double() if wave.dtype == torch.float64 else wave.float()
+            y = F.conv1d(x.unsqueeze(1), self.preemphasis_kernel.to(x.dtype)).squeeze(1)  # [B, T - 1]
             n = lengths - 1  # valid pre-emphasised samples per clip
             pad = c.n_fft // 2
             # Per-clip reflect padding (== torch.stft(center=True) on each clip alone).
@@ -155,7 +158,7 @@ class PasstMel(Frontend):
             padded = torch.where(inside, torch.gather(y, 1, src), y.new_zeros(()))
             spec = torch.stft(
                 padded, c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-                window=self.window, center=False, normalized=False, return_complex=True,
+                window=self.window.to(x.dtype), center=False, normalized=False, return_complex=True,
             )
             power = torch.view_as_real(spec).pow(2).sum(-1)
         frames = torch.div(n, c.hop_length, rounding_mode="floor") + 1
