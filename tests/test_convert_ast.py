@@ -6,10 +6,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
 
 from audioflex.checkpoints import CheckpointError, load_checkpoint, load_state_checked, save_checkpoint
 from audioflex.checkpoints.convert import ConversionError, get_converter
 from audioflex.checkpoints.convert.ast import hf_ast_state_dict, max_length_for_grid
+from audioflex.cli import app
 from audioflex.models.registry import create_model
 from audioflex.packing import collate_packed
 
@@ -236,3 +238,66 @@ def test_ast_to_elastic_from_imagenet_vit(tmp_path):
     assert model.pos_embed_freq.shape == (8, d)
     with torch.no_grad():
         assert torch.isfinite(model.eval()(collate_packed([torch.randn(128, 100)])).clip_logits).all()
+
+
+def _with_head(sd, prefix, classes, g):
+    """A copy of a state dict whose classifier ``prefix.weight/bias`` has ``classes`` outputs."""
+    out = dict(sd)
+    d = sd[f"{prefix}.weight"].shape[1]
+    out[f"{prefix}.weight"] = torch.randn(classes, d, generator=g)
+    out[f"{prefix}.bias"] = torch.randn(classes, generator=g)
+    return out
+
+
+@pytest.mark.parametrize(
+    "classes,mean,std",
+    [(527, -4.2677393, 4.5689974), (50, -6.6268077, 5.358466), (35, -6.845978, 5.5654526), (7, -4.2677393, 4.5689974)],
+)
+def test_ast_recipe_normalisation_by_head_size(tmp_path, fixtures_dir, classes, mean, std):
+    """The original AST recipes normalise with dataset statistics that are not in the .pth: the
+    converter picks them by the released models' head sizes (AudioSet 527, ESC-50 50, Speech
+    Commands 35; anything else: AudioSet's, with a note)."""
+    sd = load_file(str(fixtures_dir / "hf_ast_original.safetensors"))
+    path = tmp_path / "ast.safetensors"
+    save_file(_with_head(sd, "module.mlp_head.1", classes, torch.Generator().manual_seed(classes)), str(path))
+    conv = get_converter("ast").convert(path, num_heads=4)
+    assert (conv.frontend.norm_mean, conv.frontend.norm_std) == (mean, std)
+    assert conv.frontend.target_length == 200 and conv.model_args["norm_eps"] == 1e-6
+    assert any("normalisation" in n for n in conv.notes)
+    if classes == 7:
+        assert any("no released AST recipe" in n for n in conv.notes)
+    over = get_converter("ast").convert(path, num_heads=4, dataset="speechcommands")
+    assert (over.frontend.norm_mean, over.frontend.norm_std) == (-6.845978, 5.5654526)
+    own = get_converter("ast").convert(path, num_heads=4, norm_mean=-5.0, norm_std=3.0)
+    assert (own.frontend.norm_mean, own.frontend.norm_std) == (-5.0, 3.0)
+    with pytest.raises(ConversionError, match=r"ast\.safetensors.*known AST recipes"):
+        get_converter("ast").convert(path, num_heads=4, dataset="vggsound")
+    with pytest.raises(ConversionError, match="both norm_mean"):
+        get_converter("ast").convert(path, num_heads=4, norm_mean=-5.0)
+
+
+def test_speechcommands_ast_cli_records_recipe_frontend(tmp_path, fixtures_dir):
+    """`audioflex convert ast` of a 35-class checkpoint stores the Speech Commands recipe's front end."""
+    sd = load_file(str(fixtures_dir / "hf_ast_original.safetensors"))
+    path = tmp_path / "sc.safetensors"
+    save_file(_with_head(sd, "module.mlp_head.1", 35, torch.Generator().manual_seed(0)), str(path))
+    res = CliRunner().invoke(app, ["convert", "ast", str(path), str(tmp_path / "out"), "-o", "num_heads=4"])
+    assert res.exit_code == 0, res.output
+    ck = load_checkpoint(tmp_path / "out")
+    cfg = ck.frontend.config
+    assert (cfg.norm_mean, cfg.norm_std, cfg.target_length) == (-6.845978, 5.5654526, 200)
+
+
+@pytest.mark.parametrize(
+    "classes,mean,std", [(527, -4.414, 4.905), (309, -5.08, 4.453), (1251, -5.842545, 3.88305), (10, -4.414, 4.905)]
+)
+def test_elasticast_recipe_normalisation_by_head_size(tmp_path, fixtures_dir, classes, mean, std):
+    sd = load_file(str(fixtures_dir / "elasticast.safetensors"))
+    path = tmp_path / "e.safetensors"
+    save_file(_with_head(sd, "head", classes, torch.Generator().manual_seed(classes)), str(path))
+    conv = get_converter("elasticast").convert(path, num_heads=4)
+    assert (conv.frontend.norm_mean, conv.frontend.norm_std) == (mean, std)
+    assert conv.model_args["attn_scale"] == 1.0 and conv.frontend.target_length is None
+    assert any("omits the 1/sqrt(d)" in n for n in conv.notes)
+    scaled = get_converter("elasticast").convert(path, num_heads=4, attn_scale=None)
+    assert any("differs from the official" in n for n in scaled.notes)

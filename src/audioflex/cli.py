@@ -125,25 +125,28 @@ def convert(
     src: Path = typer.Argument(..., help="Foreign checkpoint file or folder."),
     dst: Path = typer.Argument(..., metavar="OUT", help="Output audioflex checkpoint directory."),
     option: list[str] = typer.Option([], "--option", "-o", help="Converter option key=value (e.g. num_heads=12)."),
-    labels: Optional[Path] = typer.Option(None, help="Text file with one label name per line."),
+    labels: Optional[str] = typer.Option(
+        None,
+        help="Class names: a file (one name per line, or an index,mid,display_name CSV) or a shipped set: "
+        "audioset, speechcommands, esc50. Default: the source's names; AudioSet's for 527 outputs.",
+    ),
 ) -> None:
     """Convert a foreign checkpoint (hf-ast, ast, elasticast, ast-to-elastic, htsat, passt)."""
     from audioflex.checkpoints import load_state_checked, save_checkpoint
     from audioflex.checkpoints.convert import get_converter
+    from audioflex.checkpoints.convert.labels import choose_labels
     from audioflex.models.registry import create_model
 
     conv = get_converter(fmt).convert(src, **_parse_options(option))
     model = create_model(conv.model_name, **conv.model_args)
     strict = not any("strict=False" in n for n in conv.notes)
     load_state_checked(model, conv.state_dict, strict=strict, source=str(src))
-    names = conv.labels
-    if labels is not None:
-        names = [ln.strip() for ln in labels.read_text().splitlines() if ln.strip()]
+    names, label_notes = choose_labels(labels, conv.labels, getattr(model, "num_classes", None))
     save_checkpoint(dst, model, frontend=conv.frontend, labels=names)
     n = sum(p.numel() for p in model.parameters())
     out.print(f"wrote {dst} ({conv.model_name}, {n / 1e6:.2f} M parameters)")
-    for note in conv.notes:
-        out.print(f"note: {note}")
+    for note in conv.notes + label_notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 @app.command()

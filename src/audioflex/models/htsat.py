@@ -17,9 +17,18 @@ Fitting short inputs (< 1024 frames):
 - default: **zero padding after bn0** (a normalised value of 0 = the running mean, i.e. "average"
   input rather than a large negative dB value), time stays real: ``frame_hop_s`` = 0.32 s, and the
   clip logits / embedding average only the 32-frame steps that overlap real frames;
-- ``stretch_short=True``: bicubic stretch to 1024 frames (the reference; parity only);
+- ``stretch_short=True``: bicubic stretch of each clip's valid frames to 1024 (the reference;
+  the default of checkpoints converted from the official ones, see
+  ``checkpoints.convert.htsat``); the clip logits / embedding average all 32 steps of the
+  stretched clip, as the reference;
 - ``repeat_short=True``: tile ``floor(1024 / T)`` times, then stretch (the reference's
-  ``infer_mode``; parity only).
+  ``infer_mode``).
+Frame logits when stretching: without ``frames`` they are the reference's (32 steps spanning the
+stretched clip, ``frame_hop_s = T * input_hop_s / 32``, so ``sigmoid`` + repeat x32 is its
+``framewise_output``); with ``frames`` (a padded batch: how the pipeline, detection and training
+call the model) each clip's 32 steps are linearly resampled back onto the model's own timeline of
+``step_frames`` frames per step (``frame_hop_s`` = 0.32 s, valid steps ``ceil(frames / 32)``), so
+clips of different lengths share one timeline.
 Longer inputs raise: use sliding-window inference (the pipeline does it).
 """
 
@@ -67,7 +76,7 @@ class HTSAT(nn.Module):
         patch_size: conv patch embedding kernel and stride (4).
         embed_dim, depths, num_heads, window_size, mlp_ratio, qkv_bias: Swin backbone.
         drop, attn_drop, drop_path: dropout, attention dropout, max stochastic depth.
-        stretch_short: bicubically stretch short inputs to the window (reference parity).
+        stretch_short: bicubically stretch short inputs to the window (the reference).
         repeat_short: tile short inputs, then stretch (the reference's ``infer_mode``).
         input_hop_s: seconds per input frame (10 ms for the LogMel front end), for ``frame_hop_s``.
     """
@@ -146,11 +155,13 @@ class HTSAT(nn.Module):
     # ------------------------------------------------------------------ input -> image
     def spectrogram_to_image(
         self, spec: torch.Tensor, frames: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """dB ``[B, F, T]`` -> (folded image ``[B, 1, S, S]``, valid steps ``[B]``, seconds per step).
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """dB ``[B, F, T]`` -> (folded image ``[B, 1, S, S]``, valid steps ``[B]``, input frames
+        each image step spans ``[B]`` (float; ``step_frames`` unless stretched)).
 
         Applies ``bn0`` (only over the valid frames when ``frames [B]`` is given), then pads
-        (default), stretches or tiles + stretches to the window, then folds.
+        (default), or stretches / tiles + stretches each clip's valid frames to the window, then
+        folds.
         """
         if spec.ndim != 3 or spec.shape[1] != self.num_mel_bins:
             raise ValueError(
@@ -174,13 +185,13 @@ class HTSAT(nn.Module):
         if self.stretch_short or self.repeat_short:
             x, span = self._stretch(x, frames)
             steps = torch.full((b,), self.num_steps, dtype=torch.long, device=x.device)
-            hop = span * self.input_hop_s / self.num_steps
+            per_step = span / self.num_steps
         else:
             x = F.pad(x, (0, self.target_frames - t))
             valid = frames if frames is not None else torch.full((b,), t, device=x.device)
             steps = torch.div(valid + self.step_frames - 1, self.step_frames, rounding_mode="floor")
-            hop = self.step_frames * self.input_hop_s
-        return fold_spectrogram(x, self.chunks), steps.clamp(min=1), hop
+            per_step = torch.full((b,), float(self.step_frames), device=x.device)
+        return fold_spectrogram(x, self.chunks), steps.clamp(min=1), per_step
 
     def _normalise(self, spec: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
         if frames is None:
@@ -192,23 +203,47 @@ class HTSAT(nn.Module):
         out[mask] = self.bn0(x[mask])  # statistics (training) over the valid frames only
         return out.transpose(1, 2)
 
-    def _stretch(self, x: torch.Tensor, frames: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """Reference fitting: optional tiling, then bicubic stretch ``[B, F, T] -> [B, F, 1024]``."""
-        t = x.shape[-1]
-        if frames is not None and bool((frames != t).any()):
-            raise ValueError(
-                "stretch_short/repeat_short stretch every clip to the window, so clips of "
-                "different lengths would get different frame hops: run them one batch per length"
-            )
-        if self.repeat_short:
-            reps = self.target_frames // t
-            x, t = x.repeat(1, 1, reps), t * reps
-        if t < self.target_frames:
-            img = x.transpose(1, 2).unsqueeze(1)  # the reference's [B, 1, T, F] layout
-            img = F.interpolate(img, (self.target_frames, img.shape[-1]), mode="bicubic",
-                                align_corners=True)
-            x = img.squeeze(1).transpose(1, 2)
-        return x, t
+    def _stretch(self, x: torch.Tensor, frames: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference fitting of each clip's valid frames (``frames``, default all ``T``): optional
+        tiling, then bicubic stretch -> (``[B, F, 1024]``, frames each clip spans ``[B]`` before
+        stretching, tiles included). Clips of one length are stretched together."""
+        b, f, t = x.shape
+        lengths = [t] * b if frames is None else [max(1, min(int(n), t)) for n in frames.tolist()]
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault(n, []).append(i)
+        out: torch.Tensor | None = None
+        spans = torch.empty(b, dtype=torch.float32)
+        for n, rows in groups.items():
+            xi = (x if len(rows) == b else x[rows])[..., :n]
+            if self.repeat_short:
+                xi = xi.repeat(1, 1, self.target_frames // n)
+            spans[rows] = float(xi.shape[-1])
+            if xi.shape[-1] < self.target_frames:
+                img = xi.transpose(1, 2).unsqueeze(1)  # the reference's [B, 1, T, F] layout
+                img = F.interpolate(img, (self.target_frames, f), mode="bicubic", align_corners=True)
+                xi = img.squeeze(1).transpose(1, 2)
+            if len(rows) == b:
+                out = xi
+            else:
+                out = x.new_empty(b, f, self.target_frames) if out is None else out
+                out[rows] = xi
+        assert out is not None
+        return out, spans.to(x.device)
+
+    def _to_own_timeline(self, frame_logits: torch.Tensor, per_step: torch.Tensor) -> torch.Tensor:
+        """Frame logits ``[B, S, C]`` whose steps span ``per_step [B]`` input frames each -> the
+        model's timeline of ``step_frames`` frames per step (linear between step centres, clamped
+        at the ends)."""
+        b, s, c = frame_logits.shape
+        centres = (torch.arange(s, device=per_step.device, dtype=torch.float32) + 0.5) * self.step_frames
+        pos = (centres[None, :] / per_step[:, None].float() - 0.5).clamp(0, s - 1)  # [B, S] source steps
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp(max=s - 1)
+        w = (pos - lo.float()).unsqueeze(-1).to(frame_logits.dtype)
+        a = torch.gather(frame_logits, 1, lo.unsqueeze(-1).expand(b, s, c))
+        z = torch.gather(frame_logits, 1, hi.unsqueeze(-1).expand(b, s, c))
+        return a * (1 - w) + z * w
 
     # ------------------------------------------------------------------ backbone and head
     def forward_features(
@@ -261,11 +296,17 @@ class HTSAT(nn.Module):
         return_layers: Sequence[int] = (),
     ) -> AudioOutput:
         """Log-mel dB ``[B, F, T]`` (+ valid frames ``[B]``) -> ``AudioOutput`` with clip logits
-        ``[B, C]``, embedding ``[B, D]`` and frame logits ``[B, 32, C]``."""
-        image, steps, hop = self.spectrogram_to_image(spec, frames)
+        ``[B, C]``, embedding ``[B, D]`` and frame logits ``[B, 32, C]`` (their timeline: see the
+        module docstring)."""
+        image, steps, per_step = self.spectrogram_to_image(spec, frames)
         tokens, hidden = self.forward_features(image, return_layers)
         full = self.stretch_short or self.repeat_short
         clip, emb, frame_logits = self.forward_head(tokens, None if full else steps)
+        hop = self.step_frames * self.input_hop_s
+        if full and frames is not None:
+            frame_logits = self._to_own_timeline(frame_logits, per_step)
+        elif full:  # one length: the reference's grid over the stretched clip
+            hop = float(per_step[0]) * self.input_hop_s
         return AudioOutput(
             clip_logits=clip, embedding=emb, frame_logits=frame_logits, frame_hop_s=hop,
             hidden_states=hidden,

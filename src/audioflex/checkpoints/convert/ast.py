@@ -3,6 +3,23 @@ ElasticAST ``.pth`` files, and AST -> ElasticAST initialisation.
 
 Each ``*_state_dict`` function is pure (``state_dict -> state_dict``) and proven by parity tests
 against ``shared/fixtures`` (``hf_ast.*``, ``elasticast.*``).
+
+Compatibility defaults, so a converted checkpoint gives the original's outputs (model choices are
+recorded in the checkpoint's ``model_args``, input choices in its front-end config):
+
+- ``hf-ast``: LayerNorm eps from ``config.json`` (transformers: 1e-12 everywhere); input
+  normalisation from ``preprocessor_config.json`` when present (else AudioSet's); labels from
+  ``id2label``; input padded/cropped to ``max_length`` as ``ASTFeatureExtractor``.
+- ``ast`` (YuanGongND/ast): eps 1e-6 in the ViT and 1e-5 in ``mlp_head.0`` (timm / the original;
+  1e-12 would move logits by ~1e-5); ``max_length`` from the position table (1024 AudioSet, 512
+  ESC-50, 128 Speech Commands: the recipe's ``audio_length``, zero-padded before normalising);
+  the recipe's normalisation picked by the head size (527 AudioSet, 50 ESC-50, 35 Speech
+  Commands) or ``dataset=`` / ``norm_mean=`` + ``norm_std=``.
+- ``elasticast`` (JiuFengSC/ElasticAST): ``attn_scale=1.0`` (the original omits 1/sqrt(d)),
+  eps 1e-6, the recipe's normalisation by head size (527 AudioSet (-4.414, 4.905), 309 VGGSound,
+  1251 VoxCeleb) or ``dataset=`` / ``norm_mean=`` + ``norm_std=``; clips are fed at their natural
+  length (the recipe zero-pads 10 s clips to 1024 frames at evaluation).
+- ``ast-to-elastic``: an initialisation for fine-tuning; no original output to reproduce.
 """
 
 from __future__ import annotations
@@ -21,6 +38,13 @@ from audioflex.checkpoints.convert.base import (
     read_state_dict,
     register_converter,
     strip_prefix,
+)
+from audioflex.checkpoints.convert.recipes import (
+    AST_BY_CLASSES,
+    AST_NORM,
+    ELASTICAST_BY_CLASSES,
+    ELASTICAST_NORM,
+    recipe_norm,
 )
 from audioflex.layers.pos_embed import grid_to_factorized
 
@@ -168,9 +192,17 @@ def convert_ast(
     stride: int = 10,
     time_stride: int | None = None,
     max_length: int | None = None,
+    dataset: str | None = None,
+    norm_mean: float | None = None,
+    norm_std: float | None = None,
     **_: Any,
 ) -> Converted:
-    """An original AST ``.pth`` (``module.v.*`` keys). ``num_heads`` defaults to DeiT's dim // 64."""
+    """An original AST ``.pth`` (``module.v.*`` keys). ``num_heads`` defaults to DeiT's dim // 64.
+
+    The input normalisation is the original recipe's, chosen by the head size (527 AudioSet, 50
+    ESC-50, 35 Speech Commands), ``dataset`` (audioset, esc50, speechcommands) or
+    ``norm_mean`` + ``norm_std``; LayerNorm eps are the original's (1e-6, head 1e-5).
+    """
     sd = read_state_dict(path)
     state = ast_state_dict(sd)
     if "cls_token" not in state or "pos_embed" not in state:
@@ -195,8 +227,15 @@ def convert_ast(
         "norm_eps": 1e-6,
         "head_norm_eps": 1e-5,
     }
-    fe = KaldiFbankConfig(num_mel_bins=num_mel_bins, target_length=args["max_length"])
-    return Converted(_size_name("ast", d), args, state, fe, None)
+    try:
+        mean, std, note = recipe_norm(
+            "AST", AST_NORM, AST_BY_CLASSES, args["num_classes"], dataset=dataset, norm_mean=norm_mean,
+            norm_std=norm_std,
+        )
+    except ConversionError as e:
+        raise ConversionError(f"{path}: {e}") from e
+    fe = KaldiFbankConfig(num_mel_bins=num_mel_bins, target_length=args["max_length"], norm_mean=mean, norm_std=std)
+    return Converted(_size_name("ast", d), args, state, fe, None, [note])
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,11 +269,20 @@ def elasticast_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def convert_elasticast(
-    path: str | Path, *, num_heads: int | None = None, attn_scale: float | None = 1.0, **_: Any
+    path: str | Path,
+    *,
+    num_heads: int | None = None,
+    attn_scale: float | None = 1.0,
+    dataset: str | None = None,
+    norm_mean: float | None = None,
+    norm_std: float | None = None,
+    **_: Any,
 ) -> Converted:
     """An official ElasticAST ``.pth``. It was trained without the 1/sqrt(d) attention scale, so the
     converted model keeps ``attn_scale=1.0`` (pass ``attn_scale=None`` to get the standard scale,
-    e.g. before fine-tuning). ``num_heads`` defaults to dim // 64 (12 for ViT-B)."""
+    e.g. before fine-tuning). ``num_heads`` defaults to dim // 64 (12 for ViT-B). The input
+    normalisation is the original recipe's, chosen by the head size (527 AudioSet, 309 VGGSound,
+    1251 VoxCeleb), ``dataset`` or ``norm_mean`` + ``norm_std``."""
     sd = read_state_dict(path)
     state = elasticast_state_dict(sd)
     if "pos_embed_time" not in state or "pool.query" not in state:
@@ -253,10 +301,20 @@ def convert_elasticast(
         "attn_scale": attn_scale,
         "norm_eps": 1e-6,
     }
-    fe = KaldiFbankConfig(num_mel_bins=args["num_mel_bins"], norm_mean=-4.414, norm_std=4.905)
-    notes = (
-        ["attn_scale=1.0 reproduces the official model (it omits the 1/sqrt(d) scaling)"] if attn_scale == 1.0 else []
-    )
+    try:
+        mean, std, note = recipe_norm(
+            "ElasticAST", ELASTICAST_NORM, ELASTICAST_BY_CLASSES, args["num_classes"], dataset=dataset,
+            norm_mean=norm_mean, norm_std=norm_std,
+        )
+    except ConversionError as e:
+        raise ConversionError(f"{path}: {e}") from e
+    fe = KaldiFbankConfig(num_mel_bins=args["num_mel_bins"], norm_mean=mean, norm_std=std)
+    notes = [
+        "attn_scale=1.0 reproduces the official model (it omits the 1/sqrt(d) scaling)"
+        if attn_scale == 1.0
+        else f"attn_scale={attn_scale}: differs from the official model (which uses scale 1.0)",
+        note,
+    ]
     return Converted(_size_name("elastic_ast", d), args, state, fe, None, notes)
 
 

@@ -102,3 +102,15 @@ def strip_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Te
     """Drop ``prefix`` from every key that has it (e.g. ``module.`` from DataParallel)."""
     n = len(prefix)
     return {(k[n:] if k.startswith(prefix) else k): v for k, v in sd.items()}
+
+
+def bool_option(value: Any, name: str) -> bool:
+    """A boolean converter option: ``-o name=true`` arrives as a bool; "true"/"false"/"1"/"0"/
+    "yes"/"no" strings and 0/1 are accepted too."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConversionError(f"option {name} must be true or false, got {value!r}")

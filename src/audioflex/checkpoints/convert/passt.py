@@ -5,6 +5,14 @@ prefixes (``net.`` of ``PasstBasicWrapper`` / Lightning modules, ``module.``), d
 end's buffers (``mel.*``) and the unused distillation head (``head_dist.*``). The model arguments
 are read from the shapes; the number of heads cannot be, so it defaults to ``embed_dim // 64``
 (DeiT convention) and can be given as an option.
+
+Compatibility (checked against ``shared/fixtures/passt*``): LayerNorm eps 1e-6 in the blocks and
+final norm, 1e-5 in ``head.0``, as the original; the front end is ``PasstMel`` at its eval
+settings (0-15 kHz, no jitter); the time table is cut to the first ``T'`` columns for shorter
+input (as the original); longer input, which the original rejects, resamples the table. The
+original feeds a 10 s clip (1000 frames, 99 columns) in one pass; audioflex's ``Pipeline`` default
+window is 9.96 s (``PaSST.input_frames`` = 996), so pass ``piece_s=10.04`` to score such a clip
+as one window.
 """
 
 from __future__ import annotations
