@@ -204,6 +204,41 @@ def test_truncated_data_reads_what_is_there(tmp_path):
     np.testing.assert_allclose(y.numpy(), x[:500], atol=1.0 / 32768 + 1e-7)
 
 
+@pytest.mark.parametrize(("fmt", "subtype", "ext"), [("WAV", "PCM_16", "wav"), ("WAV", "FLOAT", "wav"),
+                                                     ("AIFF", "PCM_16", "aiff"), ("W64", "PCM_24", "w64")])
+def test_truncated_data_is_told_by_audio_info(tmp_path, fmt, subtype, ext):
+    """A file cut short (header: 2 s, data: about 0.67 s) is readable, and audio_info says so."""
+    good = tmp_path / f"good.{ext}"
+    sf.write(good, _tone(440, 16000, 2.0), 16000, format=fmt, subtype=subtype)
+    full = audio_info(good)
+    assert not full.truncated and full.header_frames == full.frames == 32000
+    from audioflex.audio.io import truncation_note
+
+    assert truncation_note(full) is None
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    info = audio_info(cut)
+    assert info.truncated and info.header_frames == 32000 and 10000 < info.frames < 11000
+    note = truncation_note(info)
+    assert "promises 2.000 s" in note and f"holds {info.duration:.3f} s" in note
+    assert load_audio(cut).shape == (info.frames,)
+
+
+def test_symlink_loop_and_broken_link_are_named(tmp_path):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(tmp_path / "loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to(loop)
+    with pytest.raises(AudioError) as e:
+        load_audio(loop)
+    msg = _assert_audio_error(e, "loop.wav")
+    assert "symbolic link loop" in msg and "no such file" not in msg
+    dangling = tmp_path / "dangling.wav"
+    dangling.symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(AudioError) as e:
+        audio_info(dangling)
+    assert "broken symbolic link" in _assert_audio_error(e, "dangling.wav") and "gone.wav" in str(e.value)
+
+
 def test_random_bytes(tmp_path):
     path = tmp_path / "noise.wav"
     path.write_bytes(np.random.default_rng(2).bytes(4096))

@@ -383,7 +383,7 @@ def test_detect_files_tsv_json_round_trip_plots_and_bad_files(tmp_path):
     sf.write(b, beeps(3.7, [(0.5, 1.0)], 1)[::2].numpy(), SR // 2)  # 16 kHz, resampled
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
-    thr = {"beep": 0.0, "dog": 1.01, "car": 0.6}  # beep: always on, dog: never
+    thr = {"beep": 1e-6, "dog": 1.0, "car": 0.6}  # beep: always on, dog: never (the range is (0, 1])
     rep = detect_files([a, bad, b], ckpt, out=tmp_path / "out" / "ev.tsv", plot_dir=tmp_path / "plots",
                        thresholds=thr, median_filter_s=0.2, min_duration_s=0.1)
     assert list(rep.errors) == [str(bad)] and "bad.wav" in rep.errors[str(bad)]
@@ -410,3 +410,59 @@ def test_detect_files_tsv_json_round_trip_plots_and_bad_files(tmp_path):
     pipe = Pipeline.from_checkpoint(ckpt)
     evs = pipe.detect(a, thresholds=thr, median_filter_s=0.2, min_duration_s=0.1)
     assert [(e.onset, e.offset, e.label) for e in evs] == [(e.onset, e.offset, e.label) for e in rep.events[str(a)]]
+
+
+# ------------------------------------------------------------------------------- bad input (CLI)
+@pytest.fixture
+def frame_ckpt(tmp_path):
+    from audioflex.checkpoints import save_checkpoint
+    from audioflex.models.registry import create_model
+
+    torch.manual_seed(0)
+    m = create_model("elastic_ast_tiny", num_classes=2, num_mel_bins=32, embed_dim=32, depth=1, num_heads=2,
+                     max_time_patches=8, frame_head=True)
+    return save_checkpoint(tmp_path / "ck", m, frontend=KaldiFbankConfig(num_mel_bins=32), labels=["siren", "knock"])
+
+
+def _detect(*args):
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+
+    return CliRunner().invoke(app, ["detect", *map(str, args)])
+
+
+def test_detect_rejects_thresholds_outside_0_1_and_names_the_option(frame_ckpt, tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, noise(1.0, 16000).numpy(), 16000)
+    for thr, needle in (("1.5", "outside (0, 1]"), ("-0.5", "outside (0, 1]"), ("0", "outside (0, 1]"),
+                        ("abc", "'abc' is not a number"), ("siren=2", "outside (0, 1]"),
+                        ("siren=0.4,knock", "'knock' is not a label=value pair"), ("siren=x", "not a number")):
+        r = _detect(wav, "-c", frame_ckpt, "--threshold", thr)
+        assert r.exit_code == 1, (thr, r.output)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 1 and "--threshold" in lines[0] and needle in lines[0], (thr, r.stderr)
+        assert "Traceback" not in r.output + r.stderr
+    r = _detect(wav, "-c", frame_ckpt, "--threshold", "siren=0.4,knock=1")
+    assert r.exit_code == 0, r.output
+    # the library refuses them too, with the range in the message
+    pipe = Pipeline.from_checkpoint(frame_ckpt)
+    for thr in (1.5, -0.5, 0.0, {"siren": 1.01}, [0.5, -1.0]):
+        with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\]"):
+            pipe.detect(wav, thresholds=thr)
+    assert isinstance(pipe.detect(wav, thresholds=1.0), list)
+
+
+def test_detect_prints_each_error_once(frame_ckpt, tmp_path, caplog):
+    """The CLI prints the error line; the library does not log it at WARNING or above too (the
+    CLI's logging shows those on stderr, which printed every error twice)."""
+    wav = tmp_path / "a.wav"
+    sf.write(wav, noise(1.0, 16000).numpy(), 16000)
+    missing = tmp_path / "missing.wav"
+    with caplog.at_level("WARNING"):
+        r = _detect(wav, missing, "-c", frame_ckpt, "--format", "json")
+    assert r.exit_code == 1
+    assert sum("missing.wav" in ln for ln in r.stderr.splitlines()) == 1, r.stderr
+    assert not [rec for rec in caplog.records if "missing.wav" in rec.getMessage()]
+    data = json.loads(r.stdout)  # the good file is still processed
+    assert list(data["files"]) == [str(wav)] and list(data["errors"]) == [str(missing)]

@@ -130,3 +130,81 @@ def test_inputs_manifest_and_errors(data: Path, tmp_path: Path) -> None:
         collect_inputs([data / "a.wav", tmp_path / "x" / "a.wav"])
     with pytest.raises(ValueError, match="kind"):
         embed_files(data, "ck", tmp_path / "o", kind="frames")
+
+
+# ---------------------------------------------------------------------------- bad inputs, names
+
+
+def _cli_embed(*args: object):  # noqa: ANN202
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+
+    return CliRunner().invoke(app, ["embed", *map(str, args), "--no-progress"])
+
+
+def test_bad_inputs_do_not_stop_the_good_ones(ckpt: Path, data: Path, tmp_path: Path) -> None:
+    """A missing file, a folder without audio and a symlink loop among the inputs: the good file is
+    embedded, each bad input is reported (one line each in the CLI) and the exit status is 1."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("no audio here")
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(tmp_path / "loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to(loop)
+    missing = tmp_path / "missing.wav"
+    inputs = [data / "a.wav", missing, empty, loop]
+    rep = embed_files(inputs, ckpt, tmp_path / "lib", progress=False)
+    assert rep.written == ["a"] and (tmp_path / "lib" / "a.npy").is_file()
+    failed = dict(rep.failed)
+    assert set(failed) == {str(missing), str(empty), str(loop)}
+    assert "no such file" in failed[str(missing)] and "no audio files" in failed[str(empty)]
+    assert "symbolic link loop" in failed[str(loop)]
+    r = _cli_embed(*inputs, "-c", ckpt, "-o", tmp_path / "cli")
+    assert r.exit_code == 1, r.output
+    assert json.loads(r.stdout)["written"] == 1 and (tmp_path / "cli" / "a.npy").is_file()
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 3 and all(any(str(p) in ln for ln in lines) for p in (missing, empty, loop)), r.stderr
+    assert "Traceback" not in r.output + r.stderr
+
+
+def test_embed_exit_status_agrees_with_tag_and_detect(ckpt: Path, data: Path, tmp_path: Path) -> None:
+    r = _cli_embed(data / "broken.wav", "-c", ckpt, "-o", tmp_path / "o1")  # every input fails
+    assert r.exit_code == 1 and json.loads(r.stdout)["written"] == 0
+    assert sum(ln.startswith("error:") and "broken.wav" in ln for ln in r.stderr.splitlines()) == 1, r.stderr
+    r = _cli_embed(data, "-c", ckpt, "-o", tmp_path / "o2")  # one of three fails
+    assert r.exit_code == 1 and json.loads(r.stdout)["written"] == 2
+    r = _cli_embed(data / "a.wav", "-c", ckpt, "-o", tmp_path / "o3")  # none fails
+    assert r.exit_code == 0, r.output
+
+
+def test_same_stem_other_extension_get_unique_names(ckpt: Path, tmp_path: Path) -> None:
+    """x.flac and x.opus (one folder, or given one by one) keep their extension in the key; other
+    keys are unchanged, and a second run finds every output (resumable)."""
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "src" / "in"
+    folder.mkdir(parents=True)
+    sf.write(folder / "x.flac", 0.3 * rng.standard_normal(16000), 16000)
+    sf.write(folder / "x.opus", 0.3 * rng.standard_normal(48000).astype(np.float32), 48000, format="OGG",
+             subtype="OPUS")
+    sf.write(folder / "y.wav", 0.3 * rng.standard_normal(16000).astype(np.float32), 16000)
+    out = tmp_path / "out"
+    rep = embed_files(folder, ckpt, out, progress=False)
+    assert sorted(rep.written) == ["x.flac", "x.opus", "y"] and not rep.failed
+    assert sorted(load_embeddings(out)) == ["x.flac", "x.opus", "y"]
+    assert not np.array_equal(np.load(out / "x.flac.npy"), np.load(out / "x.opus.npy"))
+    again = embed_files(folder, ckpt, out, progress=False)
+    assert sorted(again.skipped) == ["x.flac", "x.opus", "y"] and not again.written
+    files = [folder / "x.flac", folder / "x.opus", folder / "y.wav"]
+    assert [k for k, _ in collect_inputs(files)] == ["x.flac", "x.opus", "y"]
+    rep = embed_files(files, ckpt, tmp_path / "npz", fmt="npz", progress=False)
+    assert sorted(load_embeddings(tmp_path / "npz")) == ["x.flac", "x.opus", "y"]
+    # same name and extension in two folders given one by one: reported, and the hint is true
+    other = tmp_path / "src" / "other"
+    other.mkdir()
+    sf.write(other / "y.wav", 0.3 * rng.standard_normal(16000).astype(np.float32), 16000)
+    rep = embed_files([folder / "y.wav", other / "y.wav", folder / "x.flac"], ckpt, tmp_path / "o2", progress=False)
+    assert rep.written == ["x"] and len(rep.failed) == 2
+    assert all("same output name" in e and "give a folder holding both" in e for _, e in rep.failed)
+    rep = embed_files(tmp_path / "src", ckpt, tmp_path / "all", progress=False)
+    assert sorted(rep.written) == ["in/x.flac", "in/x.opus", "in/y", "other/y"] and not rep.failed

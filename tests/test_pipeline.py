@@ -110,8 +110,8 @@ def test_tag_cli_text_json_and_errors(elastic_ckpt, tmp_path):
     r = runner.invoke(app, ["tag", str(wav), "--checkpoint", str(elastic_ckpt), "--json", "--top-k", "2"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert list(data) == [str(wav)] and len(data[str(wav)]) == 2
-    assert data[str(wav)][0]["label"] in LABELS
+    assert list(data["files"]) == [str(wav)] and len(data["files"][str(wav)]) == 2 and data["errors"] == {}
+    assert data["files"][str(wav)][0]["label"] in LABELS
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF garbage")
     r = runner.invoke(app, ["tag", str(bad), "--checkpoint", str(elastic_ckpt)])
@@ -172,3 +172,124 @@ def test_pipeline_embed_scene_and_timestamps(elastic_ckpt, tmp_path):
     assert torch.allclose(ts, torch.arange(ts.shape[0]) * 100.0) and ts[-1] <= 2500
     same, _ = pipe.embed_timestamps(torch.from_numpy(tone(2.5)), hop_ms=100)
     assert torch.allclose(emb, same, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- bad input
+def _one_error_line(r, *needles):
+    """exit 1, one error line on stderr naming the problem, no traceback."""
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.output + r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_tag_rejects_bad_top_k_and_frame_shift(elastic_ckpt, tmp_path):
+    wav = tmp_path / "ok.wav"
+    sf.write(wav, tone(2.0), 16000)
+    for k in ("-1", "0"):
+        r = runner.invoke(app, ["tag", str(wav), "-c", str(elastic_ckpt), "--top-k", k])
+        _one_error_line(r, "--top-k", "at least 1")
+    for shift in ("1000000", "0", "-5", "60"):
+        r = runner.invoke(app, ["tag", str(wav), "-c", str(elastic_ckpt), "--frame-shift-ms", shift])
+        _one_error_line(r, "--frame-shift-ms", "(0, 50]")
+    r = runner.invoke(app, ["tag", str(wav), "-c", str(elastic_ckpt), "--frame-shift-ms", "50", "--top-k", "9"])
+    assert r.exit_code == 0, r.output  # the bound itself is allowed; more labels than classes gives them all
+    # the library refuses the same values with a ValueError naming the range
+    pipe = Pipeline.from_checkpoint(elastic_ckpt)
+    for k in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=r"top_k must be an integer >= 1"):
+            pipe.tag(wav, top_k=k)
+    assert len(pipe.tag(wav, top_k=np.int64(2))) == 2
+    for shift in (1e6, 0.0, -10.0):
+        with pytest.raises(ValueError, match=r"frame_shift_ms: .* outside \(0, 50\] ms"):
+            Pipeline.from_checkpoint(elastic_ckpt, frame_shift_ms=shift)
+    with pytest.raises(ValueError, match=r"outside \(0, 50\] ms"):
+        Pipeline(pipe.model, KaldiFbankConfig(frame_shift_ms=1e6), LABELS)
+    from audioflex.audio.frontend.logmel import LogMelConfig
+    from audioflex.pipeline import check_frame_shift
+
+    with pytest.raises(ValueError, match="fixed hop"):
+        check_frame_shift(LogMelConfig(), 20.0)
+
+
+def test_tag_json_lists_errors_like_detect(elastic_ckpt, tmp_path):
+    wav = tmp_path / "ok.wav"
+    sf.write(wav, tone(1.0), 16000)
+    missing = tmp_path / "missing.wav"
+    r = runner.invoke(app, ["tag", str(wav), str(missing), "-c", str(elastic_ckpt), "--json", "-k", "1"])
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)
+    assert list(data["files"]) == [str(wav)] and len(data["files"][str(wav)]) == 1
+    assert list(data["errors"]) == [str(missing)] and "no such file" in data["errors"][str(missing)]
+    _one_error_line(r, "missing.wav", "no such file")
+
+
+def test_symlink_loop_is_reported_as_a_loop(elastic_ckpt, tmp_path):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(tmp_path / "other.wav")
+    (tmp_path / "other.wav").symlink_to(loop)
+    r = runner.invoke(app, ["tag", str(loop), "-c", str(elastic_ckpt)])
+    line = _one_error_line(r, "loop.wav", "symbolic link loop")
+    assert "no such file" not in line
+
+
+def test_truncated_and_too_short_files_are_tagged_with_a_warning(elastic_ckpt, tmp_path, caplog):
+    full = tmp_path / "full.wav"
+    sf.write(full, tone(2.0), 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 2 * 10720])  # header: 2 s; data: 0.67 s
+    short = tmp_path / "short.wav"
+    sf.write(short, tone(8 / 16000), 16000)  # 8 samples
+    pipe = Pipeline.from_checkpoint(elastic_ckpt)
+    with caplog.at_level("WARNING"):
+        assert len(pipe.tag(full, top_k=1)) == 1
+    assert not caplog.records  # a complete file of normal length: no warning
+    with caplog.at_level("WARNING"):
+        assert len(pipe.tag(cut, top_k=1)) == 1 and len(pipe.tag(short, top_k=1)) == 1
+    msgs = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(msgs) == 2, msgs
+    assert "cut.wav" in msgs[0] and "truncated" in msgs[0] and "promises 2.000 s" in msgs[0]
+    assert "holds 0.670 s" in msgs[0] and "using the 0.670 s it holds" in msgs[0]
+    assert "short.wav" in msgs[1] and "too short" in msgs[1] and "8 samples" in msgs[1]
+    assert "padded to one patch" in msgs[1]  # ElasticAST: one 16-frame patch
+    # a fixed-window model pads short audio to its window anyway: only shorter than one
+    # front-end window (25 ms) is flagged
+    caplog.clear()
+    ast = Pipeline(tiny("ast_tiny"), KaldiFbankConfig(target_length=128), LABELS)
+    with caplog.at_level("WARNING"):
+        ast.tag(short, top_k=1)
+        ast.tag(full, top_k=1)
+    msgs = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(msgs) == 1 and "short.wav" in msgs[0] and "25 ms front-end window" in msgs[0]
+
+
+def test_checkpoint_saved_without_frontend_is_usable(tmp_path):
+    from audioflex import hear
+    from audioflex.checkpoints import load_checkpoint
+
+    m = tiny("elastic_ast_tiny", num_mel_bins=32)
+    ck = save_checkpoint(tmp_path / "nofe", m, labels=LABELS)
+    loaded = load_checkpoint(ck)
+    assert loaded.frontend is not None and loaded.frontend.config == KaldiFbankConfig(num_mel_bins=32)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(1.0), 16000)
+    r = runner.invoke(app, ["tag", str(wav), "-c", str(ck), "--json"])
+    assert r.exit_code == 0, r.output
+    assert hear.load_model(str(ck)).scene_embedding_size > 0
+    a = save_checkpoint(tmp_path / "ast", tiny("ast_tiny", num_mel_bins=32))
+    assert load_checkpoint(a).frontend.config == KaldiFbankConfig(num_mel_bins=32, target_length=128)
+    assert Pipeline.from_checkpoint(a).piece_s == pytest.approx(1.28)
+
+
+def test_labels_mismatch_names_the_checkpoint(elastic_ckpt, tmp_path):
+    cfg = elastic_ckpt / "config.json"
+    meta = json.loads(cfg.read_text())
+    meta["labels"] = ["siren", "knock"]  # the model has 3 classes
+    cfg.write_text(json.dumps(meta))
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(1.0), 16000)
+    r = runner.invoke(app, ["tag", str(wav), "-c", str(elastic_ckpt)])
+    _one_error_line(r, str(elastic_ckpt), "2 labels for a model with 3 classes")

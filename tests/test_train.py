@@ -253,3 +253,83 @@ def test_frontend_device_option_is_checked(manifest: Path, tmp_path: Path) -> No
     cfg["data"]["random_crop_frames"] = [100, 50]
     with pytest.raises(ValueError, match="random_crop_frames"):
         train(cfg)
+
+
+def test_model_kwargs_typo_is_a_config_error(manifest: Path, tmp_path: Path) -> None:
+    from audioflex.train.config import ConfigError
+
+    cfg = tiny_config(manifest, tmp_path / "x")
+    cfg["model"]["kwargs"]["depht"] = 2
+    path = tmp_path / "typo.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=r"model\.kwargs: unknown key\(s\) \['depht'\]") as e:
+        load_config(path)
+    assert str(path) in str(e.value) and "depth" in str(e.value).split("known keys:")[1]
+    with pytest.raises(ConfigError, match="depht"):
+        load_config(tiny_config(manifest, tmp_path / "x"), ["model.kwargs.depht=2"])
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        load_config(tiny_config(manifest, tmp_path / "x"), ["model.name=nope"])
+    # the CLI: one line naming the key, exit 1
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+
+    r = CliRunner().invoke(app, ["train", str(path)])
+    assert r.exit_code == 1 and "depht" in r.stderr and "Traceback" not in r.output + r.stderr
+    # PaSST's builder takes **kwargs: its class's arguments are the known keys
+    load_config({"model": {"name": "passt_tiny", "kwargs": {"u_patchout": 10}}})
+    with pytest.raises(ConfigError, match="u_patchot"):
+        load_config({"model": {"name": "passt_tiny", "kwargs": {"u_patchot": 10}}})
+
+
+def test_resume_cleans_partial_checkpoints_and_truncates_metrics(manifest: Path, tmp_path: Path) -> None:
+    """What a run killed during a checkpoint write leaves (a .last.tmp-* partial checkpoint, metrics
+    rows past the last checkpoint, a torn last row) is cleaned when the run resumes."""
+    run = tmp_path / "run"
+    train(tiny_config(manifest, run, max_steps=4, eval_every=0, save_every=2))
+    assert json.loads((run / "last" / "train_state.json").read_text())["step"] == 4
+    partial = run / ".last.tmp-abc123"
+    (partial / "last").mkdir(parents=True)
+    (partial / "last" / "model.safetensors").write_bytes(b"half a checkpoint")
+    (run / ".best.tmp-xyz").mkdir()
+    outside = tmp_path / "keep_me"
+    outside.mkdir()
+    (run / ".last.tmp-link").symlink_to(outside)  # not ours to delete
+    with open(run / "metrics.jsonl", "a") as fh:  # steps 5, 6 trained after the checkpoint, then killed
+        fh.write(json.dumps({"split": "train", "step": 5, "loss": 1.0}) + "\n")
+        fh.write(json.dumps({"split": "train", "step": 6, "loss": 1.0}) + "\n")
+        fh.write('{"split": "train", "st')
+    res = train(tiny_config(manifest, run, max_steps=7, eval_every=0, save_every=2), [f"resume={run}"])
+    assert res.steps == 7
+    assert not partial.exists() and not (run / ".best.tmp-xyz").exists()
+    assert (run / ".last.tmp-link").is_symlink() and outside.is_dir()
+    rows = [json.loads(line) for line in res.metrics_path.read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert steps == list(range(1, 8))  # every step once
+    assert not list(run.glob(".metrics.jsonl.*"))
+
+
+def test_truncated_and_too_short_clips_are_trained_on_with_a_warning(tmp_path: Path, caplog) -> None:
+    manifest = write_dataset(tmp_path / "data", per_class=3, valid=1)
+    data = tmp_path / "data"
+    sf.write(data / "tiny.wav", np.full(8, 0.1, dtype=np.float32), SR)  # 8 samples
+    sf.write(data / "full.wav", 0.1 * np.ones(SR, dtype=np.float32), SR, subtype="PCM_16")
+    (data / "cut.wav").write_bytes((data / "full.wav").read_bytes()[: 44 + 2 * 6000])  # header 1 s, data 0.375 s
+    with open(manifest, "a", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["tiny.wav", "low", "train"])
+        w.writerow(["cut.wav", "high", "train"])
+    with caplog.at_level("WARNING"):
+        res = train(tiny_config(manifest, tmp_path / "run", max_steps=4, eval_every=4))
+    assert res.steps == 4 and res.bad_files == 0  # used, not skipped
+    lines = (tmp_path / "run" / "bad_files.txt").read_text().splitlines()
+    tiny = [ln for ln in lines if ln.startswith(str(data / "tiny.wav"))]
+    cut = [ln for ln in lines if ln.startswith(str(data / "cut.wav"))]
+    assert len(tiny) == 1 and "warning: too short" in tiny[0] and "8 samples" in tiny[0] and "padded" in tiny[0]
+    assert len(cut) == 1 and "warning: truncated" in cut[0] and "promises 1.000 s" in cut[0]
+    assert "holds 0.375 s" in cut[0]
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("tiny.wav" in m and "too short" in m for m in logged) == 1
+    assert sum("cut.wav" in m and "truncated" in m for m in logged) == 1

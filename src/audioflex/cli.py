@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from audioflex import __version__
@@ -53,6 +54,17 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _file_error(path: Any, message: Any) -> str:
+    """An error line about one input file: the message, prefixed with the file unless it names it."""
+    text = " ".join(str(message).split())
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def _print_file_errors(errors: dict[str, str]) -> None:
+    for path, message in errors.items():
+        err.print(f"[bold red]error:[/] {escape(_file_error(path, message))}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -154,28 +166,41 @@ def convert(
 def tag(
     files: list[Path] = typer.Argument(..., help="Audio files (any length, any sample rate)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="audioflex checkpoint directory."),
-    top_k: int = typer.Option(5, "--top-k", "-k", help="Labels to show per file."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    frame_shift_ms: Optional[float] = typer.Option(None, help="Override the front end's frame shift."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Labels to show per file (at least 1)."),
+    as_json: bool = typer.Option(False, "--json", help='Print JSON: {"files": {file: [{label, score}]}, '
+                                 '"errors": {file: message}}.'),
+    frame_shift_ms: Optional[float] = typer.Option(
+        None, help="Override the front end's frame shift (Kaldi fbank only; 0 < ms <= 2 x its 25 ms window)."
+    ),
     aggregate: str = typer.Option("mean", help="Combine windows of long files: mean or max."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Tag audio files with a checkpoint's labels."""
+    """Tag audio files with a checkpoint's labels (bad files are reported, the others tagged; exit 1
+    if any failed)."""
     from audioflex.pipeline import Pipeline
 
+    if top_k < 1:
+        raise ValueError(f"--top-k must be at least 1 (labels per file), got {top_k}")
+    if frame_shift_ms is not None:
+        _check_shift_option(checkpoint, frame_shift_ms)
     pipe = Pipeline.from_checkpoint(checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate)
     results = {}
-    failed = 0
+    errors: dict[str, str] = {}
     for f in files:
         try:
             results[str(f)] = pipe.tag(f, top_k=top_k)
         except _user_errors() as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            failed += 1
+            errors[str(f)] = _file_error(f, e.args[0] if isinstance(e, KeyError) and e.args else e)
+    _print_file_errors(errors)
     if as_json:
         out.print_json(
             json.dumps(
-                {f: [{"label": t.label, "score": round(t.score, 6)} for t in tags] for f, tags in results.items()}
+                {
+                    "files": {
+                        f: [{"label": t.label, "score": round(t.score, 6)} for t in tags] for f, tags in results.items()
+                    },
+                    "errors": errors,
+                }
             )
         )
     else:
@@ -186,8 +211,23 @@ def tag(
             for t in tags:
                 table.add_row(t.label, f"{t.score:.3f}")
             out.print(table)
-    if failed:
+    if errors:
         raise typer.Exit(1)
+
+
+def _check_shift_option(checkpoint: Path, shift: float) -> None:
+    """``--frame-shift-ms`` against the checkpoint's front end, before the model is loaded."""
+    from audioflex.audio.frontend.base import frontend_config_from_dict
+    from audioflex.checkpoints import read_meta
+    from audioflex.pipeline import check_frame_shift
+
+    fe = read_meta(checkpoint).get("frontend")
+    try:
+        config = frontend_config_from_dict(fe) if fe else None
+    except (TypeError, ValueError):
+        config = None  # loading the checkpoint names the problem
+    if config is not None:
+        check_frame_shift(config, shift, "--frame-shift-ms")
 
 
 def _floats(text: Optional[str], what: str) -> list[Optional[float]]:
@@ -326,7 +366,8 @@ def embed(
     device: str = typer.Option("cpu"),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Embeddings of audio files on disk; resumable (files already done are skipped)."""
+    """Embeddings of audio files on disk; resumable (files already done are skipped). Bad inputs are
+    reported one line each after the good ones are embedded (exit 1)."""
     from audioflex.embed import embed_files
 
     report = embed_files(
@@ -337,8 +378,9 @@ def embed(
     if len(failed) > 20:
         info["failed"] = [*failed[:20], {"path": "...", "error": f"{len(failed) - 20} more"}]
     out.print_json(json.dumps(info))
+    _print_file_errors(dict(report.failed))
     if failed:
-        err.print(f"[yellow]{len(failed)} file(s) could not be embedded and were skipped[/]")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -396,10 +438,27 @@ def bench_embed_cmd(
 
 
 def _thresholds(text: str) -> Any:
-    """``0.5`` or ``siren=0.4,knock=0.6`` (others 0.5)."""
+    """``0.5`` or ``siren=0.4,knock=0.6`` (others 0.5); each in (0, 1]."""
+    usage = "a number in (0, 1] or per-class label=value pairs, e.g. 0.5 or siren=0.4,knock=0.6"
+
+    def number(value: str, what: str) -> float:
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"--threshold: {what} {value.strip()!r} is not a number; give {usage}") from None
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"--threshold: {what} {v:g} is outside (0, 1]; give {usage}")
+        return v
+
     if "=" not in text:
-        return float(text)
-    return {k.strip(): float(v) for k, v in (p.split("=", 1) for p in text.split(",") if p.strip())}
+        return number(text, "value")
+    out = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        if "=" not in part:
+            raise ValueError(f"--threshold: {part.strip()!r} is not a label=value pair; give {usage}")
+        k, v = part.split("=", 1)
+        out[k.strip()] = number(v, f"value of {k.strip()!r}")
+    return out
 
 
 @app.command()
@@ -410,7 +469,7 @@ def detect(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: print to stdout)."),
     fmt: str = typer.Option("tsv", "--format", help="tsv (DESED: filename onset offset event_label) or json."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Directory for one PNG timeline per file."),
-    threshold: str = typer.Option("0.5", help="Threshold, or per class: siren=0.4,knock=0.6."),
+    threshold: str = typer.Option("0.5", help="Threshold in (0, 1], or per class: siren=0.4,knock=0.6."),
     median_ms: float = typer.Option(0.0, help="Median filter on frame activity (ms)."),
     min_duration_ms: float = typer.Option(0.0, help="Drop events shorter than this (ms)."),
     merge_gap_ms: float = typer.Option(0.0, help="Merge events separated by less than this (ms)."),
@@ -450,8 +509,7 @@ def detect(
             tmp.cleanup()
     for p in report.plots.values():
         err.print(f"plot: {p}")
-    for e in report.errors.values():
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    _print_file_errors(report.errors)
     if report.errors:
         raise typer.Exit(1)
 

@@ -8,7 +8,12 @@ Outputs in ``out_dir``:
 
 - ``fmt="npy"``: ``<key>.npy`` per file (scene ``[D]``, timestamp ``[T, D]``) and, for timestamp
   embeddings, ``<key>.timestamps.json`` (ms). ``key`` is the path relative to the input folder
-  (without suffix), or the file stem for files given one by one / manifest entries.
+  (without suffix), or the file stem for files given one by one / manifest entries (or the
+  manifest's id). When two different inputs would get the same key (``x.flac`` and ``x.opus``),
+  both keep their extension (``x.flac``, ``x.opus``); every other key is unchanged, so outputs of
+  an earlier run are still found (one written as ``x`` before ``x.opus`` joined stays on disk
+  under that name). Inputs that still collide (``a/x.wav`` and ``b/x.wav`` given one by one) are
+  reported as failed: give a folder holding both, or rename one.
 - ``fmt="npz"`` / ``"safetensors"``: one ``embeddings.<fmt>`` with ``embeddings`` (scene
   ``[N, D]``; timestamp ``[sum T_i, D]`` with ``timestamps [sum T_i]`` and ``offsets [N + 1]``:
   file ``i`` is rows ``offsets[i]:offsets[i + 1]``) plus ``index.json`` (file order, keys, paths).
@@ -16,8 +21,10 @@ Outputs in ``out_dir``:
 
 Every file is written atomically (temporary name, then rename); a file whose output exists is
 skipped (resumable). ``embed_config.json`` records the model and options; resuming with other
-options raises instead of mixing embeddings. Unreadable files (``AudioError``) are reported in
-the :class:`EmbedReport` and skipped. Files of any length are read block by block.
+options raises instead of mixing embeddings. Bad inputs (a missing path, a folder without audio,
+an unreadable file, ...) are skipped and reported in :class:`EmbedReport.failed` (logged at
+INFO) after every good file is embedded; a truncated or too short file is embedded with a logged
+warning. Files of any length are read block by block.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioflex.audio.io import AudioError
+from audioflex.audio.io import AudioError, missing_path_problem
 
 logger = logging.getLogger(__name__)
 
@@ -84,45 +92,72 @@ def _is_audio(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS
 
 
-def collect_inputs(inputs: Sequence[str | Path] | str | Path) -> list[tuple[str, Path]]:
-    """Inputs -> ``[(key, path)]`` in a stable order (see the module docstring for keys)."""
+def _expand(p: Path, failed: list[tuple[str, Exception]]) -> list[tuple[str, Path]]:
+    """One input -> its ``[(key, path)]``; raises for an unusable input (missing files listed by a
+    manifest go to ``failed``)."""
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and _is_audio(f))
+        if not files:
+            raise ValueError(f"{p}: no audio files found in this folder (or below)")
+        return [(f.relative_to(p).with_suffix("").as_posix(), f) for f in files]
+    if p.is_file() and _is_audio(p):
+        return [(p.stem, p)]
+    if p.is_file() and p.suffix.lower() == ".txt":
+        lines = [ln.strip() for ln in p.read_text().splitlines()]
+        return [(Path(ln).stem, (p.parent / ln).resolve()) for ln in lines if ln and not ln.startswith("#")]
+    if p.is_file() and p.suffix.lower() in _MANIFEST_SUFFIXES:
+        from audioflex.data.readers import read_dataset
+
+        result = read_dataset(p)
+        failed += [(str(miss), FileNotFoundError(f"{miss}: listed in {p} but not found")) for miss in result.missing]
+        return [(r.id or Path(r.path).stem, Path(r.path)) for r in result.records]
+    if not p.exists():
+        problem = missing_path_problem(p)
+        raise FileNotFoundError(f"{p}: {'no such file or folder' if problem == 'no such file' else problem}")
+    raise ValueError(f"{p}: not an audio file, folder or manifest ({', '.join(_MANIFEST_SUFFIXES)})")
+
+
+def _gather(inputs: Sequence[str | Path] | str | Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Exception]]]:
+    """Inputs -> (``[(key, path)]`` with unique keys, ``[(input, error)]`` of unusable ones)."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     items: list[tuple[str, Path]] = []
+    failed: list[tuple[str, Exception]] = []
     for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and _is_audio(f))
-            if not files:
-                raise ValueError(f"{p}: no audio files found in this folder (or below)")
-            items += [(f.relative_to(p).with_suffix("").as_posix(), f) for f in files]
-        elif p.is_file() and _is_audio(p):
-            items.append((p.stem, p))
-        elif p.is_file() and p.suffix.lower() == ".txt":
-            lines = [ln.strip() for ln in p.read_text().splitlines()]
-            items += [(Path(ln).stem, (p.parent / ln).resolve()) for ln in lines if ln and not ln.startswith("#")]
-        elif p.is_file() and p.suffix.lower() in _MANIFEST_SUFFIXES:
-            from audioflex.data.readers import read_dataset
+        try:
+            items += _expand(Path(raw), failed)
+        except (ValueError, OSError) as e:
+            failed.append((str(raw), e))
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for key, path in items:  # the same file reached twice (a folder and a file in it) counts once
+        ident = (key, os.path.realpath(path))
+        if ident not in seen:
+            seen.add(ident)
+            unique.append((key, path))
+    stems = Counter(k for k, _ in unique)
+    named = [(f"{k}{path.suffix}" if stems[k] > 1 else k, path) for k, path in unique]
+    counts = Counter(k for k, _ in named)
+    out = []
+    for key, path in named:
+        if counts[key] == 1:
+            out.append((key, path))
+            continue
+        other = next(q for k, q in named if k == key and q != path)
+        failed.append((str(path), ValueError(
+            f"{path}: {other} maps to the same output name {key!r}; give a folder holding both (keys are then "
+            "their paths relative to it) or rename one"
+        )))
+    return out, failed
 
-            result = read_dataset(p)
-            for miss in result.missing:
-                logger.warning("%s: listed file not found: %s", p, miss)
-            items += [(r.id or Path(r.path).stem, Path(r.path)) for r in result.records]
-        elif not p.exists():
-            raise FileNotFoundError(f"{p}: no such file or folder")
-        else:
-            raise ValueError(
-                f"{p}: not an audio file, folder or manifest ({', '.join(_MANIFEST_SUFFIXES)})"
-            )
-    seen: dict[str, Path] = {}
-    for key, path in items:
-        if key in seen and seen[key] != path:
-            raise ValueError(
-                f"two inputs map to the same output name {key!r}: {seen[key]} and {path}; "
-                "give them in one folder (keys are relative paths) or rename one"
-            )
-        seen[key] = path
-    return list(seen.items())
+
+def collect_inputs(inputs: Sequence[str | Path] | str | Path) -> list[tuple[str, Path]]:
+    """Inputs -> ``[(key, path)]`` in a stable order (see the module docstring for keys); raises
+    the first problem (``FileNotFoundError``/``ValueError``) of an unusable input."""
+    items, failed = _gather(inputs)
+    if failed:
+        raise failed[0][1]
+    return items
 
 
 # ---------------------------------------------------------------------------- atomic writes
@@ -211,13 +246,14 @@ def embed_files(
     """
     from audioflex.hear import load_model
     from audioflex.hear.model import FileSource
+    from audioflex.inference import check_audio_file
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     t0 = time.perf_counter()
-    items = collect_inputs(inputs)
+    items, bad_inputs = _gather(inputs)
     emb_model = model if model is not None else load_model(str(checkpoint), device=device, **options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +262,11 @@ def embed_files(
     parts = out if fmt == "npy" else out / "parts"
     size = emb_model.scene_embedding_size if kind == "scene" else emb_model.timestamp_embedding_size
     report = EmbedReport(out, kind, fmt, size)
+    for raw, e in bad_inputs:
+        logger.info("skipping %s: %s", raw, e)
+        report.failed.append((raw, str(e)))
+    packed = getattr(emb_model.net, "input_kind", "") == "packed"
+    min_frames = int(getattr(emb_model.net, "patch_size", 1)) if packed else 1
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -239,6 +280,7 @@ def embed_files(
         else:
             try:
                 source = FileSource(path, emb_model.sample_rate)
+                check_audio_file(path, emb_model.frontend, min_frames, source.info)
                 if kind == "scene":
                     vec = emb_model.scene_from_source(source).numpy().astype(np.float32)
                     _save_npy(npy, vec)
@@ -247,7 +289,7 @@ def embed_files(
                 report.written.append(key)
                 report.audio_seconds += source.num_samples / emb_model.sample_rate
             except AudioError as e:
-                logger.warning("skipping %s: %s", path, e)
+                logger.info("skipping %s: %s", path, e)  # the caller reports report.failed
                 report.failed.append((str(path), str(e)))
         if bar is not None:
             bar.update(1)

@@ -13,17 +13,26 @@ How a long input is handled (``Pipeline.tag`` and ``Pipeline.clip_scores``):
   length with ``window_hop`` overlap (default 50 %); short inputs and the last window are padded by
   the front end/model as in training. Windows are scored in batches of ``batch_size``; scores are
   aggregated the same way.
+
+Files that are used but suspicious are reported with a ``logging`` warning naming the file
+(:func:`check_audio_file`): a truncated file (its header promises more than it holds; the part it
+holds is used) and audio shorter than one front-end window (packed models: one patch of frames;
+it is padded to that).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from audioflex.audio.io import AudioError, audio_info, load_audio
+from audioflex.audio.frontend.base import Frontend
+from audioflex.audio.io import AudioError, AudioInfo, audio_info, load_audio, truncation_note
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,6 +102,22 @@ def iter_pieces(
         if start + piece_s >= total:
             break
         k += 1
+
+
+def check_audio_file(
+    path: str | Path, frontend: Frontend, min_frames: int = 1, info: AudioInfo | None = None
+) -> list[str]:
+    """Non-fatal problems of an input file, each also logged as a warning naming the file: a
+    truncated file, and audio too short for ``frontend`` (:meth:`Frontend.too_short` with
+    ``min_frames``). ``info``: the file's :func:`audio_info` if already read."""
+    info = info if info is not None else audio_info(path)
+    notes = [truncation_note(info)]
+    if info.sample_rate > 0:
+        notes.append(frontend.too_short(round(info.frames * frontend.sample_rate / info.sample_rate), min_frames))
+    out = [f"{path}: {n}" for n in notes if n]
+    for msg in out:
+        logger.warning("%s", msg)
+    return out
 
 
 def aggregate_scores(scores: torch.Tensor, weights: torch.Tensor, how: str = "mean") -> torch.Tensor:

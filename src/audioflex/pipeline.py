@@ -5,6 +5,7 @@ See :mod:`audioflex.inference` for how long inputs are split and scores aggregat
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +15,44 @@ import torch
 from torch import nn
 
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
-from audioflex.inference import Piece, aggregate_scores, default_piece_s, iter_pieces
+from audioflex.inference import Piece, aggregate_scores, check_audio_file, default_piece_s, iter_pieces
 from audioflex.packing import collate_packed, num_tokens, plan_batches
 
 if TYPE_CHECKING:
     from audioflex.evaluate.detection import FrameScores
 
 AudioInput = str | Path | torch.Tensor
+
+
+MAX_SHIFT_PER_WINDOW = 2.0
+"""A frame shift may be at most this many analysis windows (``frame_length_ms``) long."""
+
+
+def check_frame_shift(config: FrontendConfig, shift_ms: float, option: str = "frame_shift_ms") -> float:
+    """``shift_ms`` as a float if ``config``'s front end can use it, else ``ValueError`` naming ``option``.
+
+    Rule: the front end must have a ``frame_shift_ms`` (Kaldi fbank; the STFT front ends of HTS-AT
+    and PaSST have a fixed hop), and ``0 < shift_ms <= 2 * frame_length_ms`` (50 ms for the 25 ms
+    window: beyond that more than half of the audio falls between frames and is never analysed;
+    ElasticAST trains at 10-40 ms).
+    """
+    if not hasattr(config, "frame_shift_ms"):
+        raise ValueError(
+            f"{option}: the {config.kind} front end has a fixed hop of {1000 * config.hop_s:g} ms; "
+            "only Kaldi fbank front ends (AST, ElasticAST) take another frame shift"
+        )
+    try:
+        shift = float(shift_ms)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option}: expected a number of milliseconds, got {shift_ms!r}") from None
+    window = float(getattr(config, "frame_length_ms", 25.0))
+    high = MAX_SHIFT_PER_WINDOW * window
+    if not 0 < shift <= high:
+        raise ValueError(
+            f"{option}: {shift:g} ms is outside (0, {high:g}] ms (a shift must be positive and at most twice "
+            f"the {window:g} ms analysis window; ElasticAST is trained at 10-40 ms)"
+        )
+    return shift
 
 
 @dataclass(frozen=True)
@@ -65,6 +97,8 @@ class Pipeline:
     ) -> None:
         if isinstance(frontend, FrontendConfig):
             frontend = build_frontend(frontend)
+        if hasattr(frontend.config, "frame_shift_ms"):
+            check_frame_shift(frontend.config, frontend.config.frame_shift_ms)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.frontend = frontend.to(self.device).eval()
@@ -88,7 +122,7 @@ class Pipeline:
         """Build from an audioflex checkpoint directory (model, front end and labels travel with it).
 
         ``frame_shift_ms=...`` among ``kwargs`` changes the front end's frame shift (packed models
-        handle any resolution).
+        handle any resolution; allowed values: :func:`check_frame_shift`).
         """
         from audioflex.checkpoints import CheckpointError, load_checkpoint
 
@@ -98,7 +132,7 @@ class Pipeline:
             raise CheckpointError(f"{path}: the checkpoint has no front-end config; pass a Frontend to Pipeline()")
         fe: Frontend | FrontendConfig = ck.frontend
         if shift is not None:
-            fe = ck.frontend.config.replace(frame_shift_ms=float(shift))
+            fe = ck.frontend.config.replace(frame_shift_ms=check_frame_shift(ck.frontend.config, shift))
         multilabel = bool(ck.meta.get("extra", {}).get("multilabel", True))
         kwargs.setdefault("multilabel", multilabel)
         return cls(ck.model, fe, ck.labels, device=device, **kwargs)
@@ -131,6 +165,14 @@ class Pipeline:
         while n > hop and self.frontend.num_frames(n) > frames:  # e.g. centred STFTs give one extra frame
             n -= hop
         return n / self.sample_rate
+
+    def check_file(self, audio: AudioInput) -> list[str]:
+        """Warnings about an input file (truncated; shorter than one front-end window, or one patch
+        for packed models), each logged; nothing for waveforms."""
+        if isinstance(audio, torch.Tensor):
+            return []
+        patch = int(getattr(self.model, "patch_size", 1)) if self.is_packed else 1
+        return check_audio_file(audio, self.frontend, patch)
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
@@ -185,7 +227,9 @@ class Pipeline:
             yield buf
 
     def clip_scores(self, audio: AudioInput, sample_rate: int | None = None) -> torch.Tensor:
-        """Class scores ``[C]`` (probabilities) of a file or waveform ``[T]`` of any length."""
+        """Class scores ``[C]`` (probabilities) of a file or waveform ``[T]`` of any length
+        (a truncated or too short file is used with a logged warning, see :meth:`check_file`)."""
+        self.check_file(audio)
         hop = self.piece_s if self.is_packed else self.piece_s * self.window_hop
         min_piece = 0.0 if self.is_packed else 0.25 * self.piece_s
         pieces = iter_pieces(audio, self.sample_rate, self.piece_s, hop, source_rate=sample_rate, min_piece_s=min_piece)
@@ -196,9 +240,16 @@ class Pipeline:
         return aggregate_scores(torch.cat(scores), torch.tensor(weights, dtype=torch.float32), self.aggregate)
 
     def tag(self, audio: AudioInput, top_k: int = 5, sample_rate: int | None = None) -> list[Tag]:
-        """The ``top_k`` labels of a file or waveform ``[T]`` with their scores."""
+        """The ``top_k`` labels (at least 1; more than the classes gives them all) of a file or
+        waveform ``[T]`` with their scores."""
+        try:
+            k = operator.index(top_k)
+        except TypeError:
+            k = 0
+        if isinstance(top_k, bool) or k < 1:
+            raise ValueError(f"top_k must be an integer >= 1 (1 to {len(self.labels)} classes), got {top_k!r}")
         scores = self.clip_scores(audio, sample_rate)
-        k = min(top_k, scores.numel())
+        k = min(k, scores.numel())
         vals, idx = scores.topk(k)
         return [Tag(self.labels[i], float(v), int(i)) for v, i in zip(vals.tolist(), idx.tolist())]
 
@@ -276,7 +327,9 @@ class Pipeline:
                 else resample(audio, sample_rate, self.sample_rate)
             )
             return TensorSource(wave.float())
-        return FileSource(audio, self.sample_rate)
+        source = FileSource(audio, self.sample_rate)
+        self.check_file(audio)
+        return source
 
     def embed(self, audio: AudioInput, sample_rate: int | None = None, **options: Any) -> torch.Tensor:
         """Scene embedding ``[D]`` of a file or waveform ``[T]`` of any length (streamed)."""

@@ -11,7 +11,9 @@ Conventions:
   that report 0 channels or more than :data:`MAX_CHANNELS` are refused (such headers are almost
   always damaged; downmix real many-channel recordings with sox/ffmpeg first).
 * A file whose data is cut short (a truncated download) is read up to its last complete sample,
-  as libsndfile reports it; a file with no samples at all is an error.
+  as libsndfile reports it; a file with no samples at all is an error. :func:`audio_info` tells
+  such a file (``AudioInfo.header_frames`` > ``frames``, ``AudioInfo.truncated``) from the sizes
+  its header promises, so callers can warn (see :func:`truncation_note`).
 * Every problem raises :class:`AudioError` (a ``ValueError``) with a one-line message that names the
   file, the problem and what to do.
 """
@@ -19,9 +21,11 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -46,7 +50,9 @@ class AudioInfo:
     """What the header of an audio file says (nothing is decoded).
 
     ``format`` is libsndfile's container name (``"WAV"``, ``"FLAC"``, ``"OGG"``, ``"MP3"``, ...) and
-    ``subtype`` its sample encoding (``"PCM_16"``, ``"FLOAT"``, ``"VORBIS"``, ...).
+    ``subtype`` its sample encoding (``"PCM_16"``, ``"FLOAT"``, ``"VORBIS"``, ...). ``frames`` and
+    ``duration`` are what the file really holds; ``header_frames`` is what its header promises
+    (more than ``frames`` for a truncated WAV/AIFF/W64/RF64; else equal).
     """
 
     sample_rate: int
@@ -55,6 +61,16 @@ class AudioInfo:
     duration: float
     format: str
     subtype: str = ""
+    header_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.header_frames is None:
+            object.__setattr__(self, "header_frames", self.frames)
+
+    @property
+    def truncated(self) -> bool:
+        """True when the header promises more frames than the file holds (a cut-off download)."""
+        return self.header_frames is not None and self.header_frames > self.frames
 
 
 def _one_line(text: str) -> str:
@@ -72,12 +88,69 @@ def _error(name: str, problem: str, todo: str) -> AudioError:
     return AudioError(_one_line(f"{name}: {problem}; {todo}"))
 
 
+def missing_path_problem(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be opened although it was named: ``"is a symbolic link loop"``, ``"is a
+    broken symbolic link (its target ... does not exist)"`` or ``"no such file"``."""
+    p = Path(path)
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (the link points back to itself); fix or remove the link"
+        if p.is_symlink():
+            return f"is a broken symbolic link (its target {os.readlink(p)} does not exist); fix or remove the link"
+    return "no such file"
+
+
+_SIZE_LOG = re.compile(r"^\s*([A-Za-z0-9 ]+?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+                 "FLOAT": 4, "DOUBLE": 8}
+_PLACEHOLDER = 0xFFFFFF00  # streamed WAVs write 0xFFFFFFFF (or close) when the length is unknown
+
+
+def _header_frames(f: sf.SoundFile) -> int:
+    """Frames the header of an open file promises: more than ``f.frames`` when libsndfile logged
+    that a chunk is bigger than the file (``data : 64000 (should be 21440)``, a truncated file)."""
+    frames = int(f.frames)
+    try:
+        log = f.extra_info
+    except Exception:  # noqa: BLE001 (the log is optional information)
+        return frames
+    data, container = [], []
+    for label, declared, actual in _SIZE_LOG.findall(log):
+        d, a = int(declared), int(actual)
+        if _PLACEHOLDER > d > a:
+            (data if label.strip() in ("data", "SSND") else container).append(d - a)
+    # the data chunk's size decides; a container size alone only when it misses more than header slop
+    missing = max(data) if data else max([m for m in container if m > 1024], default=0)
+    if not missing:
+        return frames
+    width = _SAMPLE_BYTES.get(str(f.subtype), 0) * int(f.channels)
+    if width:
+        return frames + -(-missing // width)
+    return frames + 1  # encoded data of unknown size per frame: at least say it is cut short
+
+
+def truncation_note(info: AudioInfo) -> str | None:
+    """What to say about a truncated file (``info.truncated``), or None."""
+    if not info.truncated or info.sample_rate <= 0:
+        return None
+    promised, held = info.header_frames / info.sample_rate, info.duration
+    return (
+        f"truncated: the header promises {promised:.3f} s but the file holds {held:.3f} s "
+        f"(a cut-off download or copy?); using the {held:.3f} s it holds"
+    )
+
+
 def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
     """Open ``source`` with soundfile, turning every failure into an ``AudioError``."""
     name = _source_name(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
+            problem = missing_path_problem(path)
+            if problem != "no such file":
+                raise AudioError(_one_line(f"{name}: {problem}"))
             raise _error(
                 name, "no such file", f"check the path (relative paths are from the current directory {os.getcwd()})"
             )
@@ -102,7 +175,8 @@ def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
 
 
 def audio_info(path: AudioSource) -> AudioInfo:
-    """Sample rate, length, channels and format of an audio file, read from its header.
+    """Sample rate, length, channels and format of an audio file, read from its header
+    (``header_frames``/``truncated`` tell a file whose data is cut short).
 
     Raises:
         AudioError: missing file, a directory, or not a readable audio file.
@@ -117,6 +191,7 @@ def audio_info(path: AudioSource) -> AudioInfo:
             duration=frames / sr if sr > 0 else 0.0,
             format=str(f.format),
             subtype=str(f.subtype),
+            header_frames=_header_frames(f),
         )
 
 
@@ -156,7 +231,19 @@ def load_audio(
     offset: float = 0.0,
     duration: float | None = None,
 ) -> torch.Tensor:
-    """Decode an audio file (or a window of it) to a float32 tensor.
+    """Decode an audio file (or a window of it) to a float32 tensor (see :func:`load_audio_with_info`)."""
+    return load_audio_with_info(path, sample_rate, mono, offset, duration)[0]
+
+
+def load_audio_with_info(
+    path: AudioSource,
+    sample_rate: int | None = None,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> tuple[torch.Tensor, AudioInfo]:
+    """Decode an audio file (or a window of it) to a float32 tensor, plus the file's
+    :class:`AudioInfo` (read from the same open file: ``truncated`` tells a cut-off file).
 
     Args:
         path: file path, or a binary file object that soundfile can read (seekable).
@@ -167,7 +254,7 @@ def load_audio(
             past the end is cut at the end.
 
     Returns:
-        ``[T]`` (mono) or ``[C, T]`` float32 samples.
+        ``[T]`` (mono) or ``[C, T]`` float32 samples, and the file's :class:`AudioInfo`.
 
     Raises:
         AudioError: missing file, directory, unreadable/corrupt file, no samples, NaN/Inf samples,
@@ -190,6 +277,7 @@ def load_audio(
             raise _error(
                 name, "contains no samples (0 frames)", "the file is empty or truncated; re-export or re-download it"
             )
+        info = AudioInfo(sr, total, channels, total / sr, str(f.format), str(f.subtype), _header_frames(f))
         start = int(round(offset * sr))
         if start >= total:
             raise _error(
@@ -233,7 +321,7 @@ def load_audio(
                 name, f"{count} sample(s) at {sr} Hz give no sample at {sample_rate} Hz", "read a longer window"
             )
     out = torch.from_numpy(np.ascontiguousarray(data.T, dtype=np.float32))  # [C, T]
-    return out[0] if mono else out
+    return (out[0] if mono else out), info
 
 
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:

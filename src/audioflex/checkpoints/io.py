@@ -89,10 +89,16 @@ def save_checkpoint(
     """Write ``model`` (built by ``create_model``) to the directory ``path``, atomically.
 
     ``model_name``/``model_args`` default to what ``create_model`` recorded on the model.
+    ``frontend`` defaults to the model's registered front end
+    (:func:`audioflex.models.registry.default_frontend`, with the mel bins and fixed input length
+    of ``model_args``), so ``tag``/``detect``/``embed`` and ``audioflex.hear`` can use the
+    checkpoint; pass the front end the model was really trained with when it differs (another
+    frame shift, normalisation statistics, ...).
     """
     from safetensors.torch import save_file
 
     from audioflex import __version__
+    from audioflex.models.registry import default_frontend
 
     name = model_name or getattr(model, "model_name", None)
     args = model_args if model_args is not None else getattr(model, "model_args", None)
@@ -103,6 +109,11 @@ def save_checkpoint(
         )
     if isinstance(frontend, Frontend):
         frontend = frontend.config
+    if frontend is None:
+        try:
+            frontend = default_frontend(name, args)
+        except KeyError:  # a model_name the registry does not know: no front end to default to
+            frontend = None
     n_classes = getattr(model, "num_classes", None)
     if labels is not None and n_classes is not None and len(labels) != n_classes:
         raise CheckpointError(f"save_checkpoint: {len(labels)} labels for a model with {n_classes} classes")
@@ -214,6 +225,12 @@ def load_checkpoint(
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from e
     load_state_checked(model, state, strict=strict, source=str(path / WEIGHTS))
+    labels, n_classes = meta.get("labels"), getattr(model, "num_classes", None)
+    if labels is not None and n_classes is not None and len(labels) != n_classes:
+        raise CheckpointError(
+            f"{path / CONFIG}: {len(labels)} labels for a model with {n_classes} classes; "
+            f"fix its 'labels' list (one name per class) or re-save the checkpoint"
+        )
     model.to(map_location).eval()
     fe = None
     if meta.get("frontend"):

@@ -18,7 +18,10 @@ batches on the fly from a ``(wave, ClipRecord)`` stream with the same per-clip p
 Every random draw (crop offset, gain, frame shift, masks, mixup) is a function of
 ``(seed, epoch, clip index)``, so runs are reproducible and a resumed run repeats them exactly.
 A clip whose file cannot be read (:class:`~audioflex.audio.io.AudioError`) becomes a
-:class:`BadClip` marker; the collator drops it and reports it in ``Batch.bad``.
+:class:`BadClip` marker; the collator drops it and reports it in ``Batch.bad``. A clip that is
+used but suspicious (a truncated file: its part on disk is used; audio shorter than one front-end
+window, or one patch with ``min_frames``: padded to it) carries the reasons in
+``meta["problems"]``, and the collator lists them in ``Batch.notes``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from audioflex.audio.augment import SpecAugment, mixup, random_gain, sample_crop
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
-from audioflex.audio.io import AudioError, audio_info, load_audio
+from audioflex.audio.io import AudioError, audio_info, load_audio_with_info, truncation_note
 from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.data.samplers import derive_seed
 from audioflex.packing import PackedBatch, collate_packed, num_tokens, plan_batches
@@ -95,7 +98,8 @@ class WaveformDataset(Dataset):
     ``frame_target_fn(record, offset_s, duration_s)`` is a hook for strong-label (frame)
     targets; its result goes to ``meta["frame_target"]``.
 
-    Unreadable files give a :class:`BadClip` (logged, never raised).
+    Unreadable files give a :class:`BadClip` (logged, never raised); a truncated file is used as
+    far as it goes, with the reason in ``meta["problems"]``.
     """
 
     def __init__(
@@ -163,7 +167,7 @@ class WaveformDataset(Dataset):
         if length is None and r.end is not None:
             length = r.end - r.start - offset
         try:
-            wave = load_audio(r.path, self.sample_rate, offset=r.start + offset, duration=length)
+            wave, info = load_audio_with_info(r.path, self.sample_rate, offset=r.start + offset, duration=length)
         except AudioError as exc:
             logger.warning("skipping unreadable clip: %s", exc)
             return BadClip(index, str(r.path), str(exc))
@@ -171,7 +175,8 @@ class WaveformDataset(Dataset):
             # duration unknown up front: crop the decoded audio
             wave, start = self._crop_decoded(wave, g)
             offset += start / self.sample_rate
-        return self._finish(wave, r, index, offset, g)
+        note = truncation_note(info)
+        return self._finish(wave, r, index, offset, g, [note] if note else [])
 
     def from_wave(self, wave: torch.Tensor, record: ClipRecord, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """The item of an already decoded clip ``wave [T]`` (a shard stream): same crop/gain draws
@@ -196,7 +201,13 @@ class WaveformDataset(Dataset):
         return wave[start : start + n], start
 
     def _finish(
-        self, wave: torch.Tensor, r: ClipRecord, index: int, offset: float, g: torch.Generator
+        self,
+        wave: torch.Tensor,
+        r: ClipRecord,
+        index: int,
+        offset: float,
+        g: torch.Generator,
+        problems: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         if self.train and self.gain_db > 0:
             wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
@@ -207,6 +218,7 @@ class WaveformDataset(Dataset):
             "offset_s": offset,
             "duration_s": wave.shape[0] / self.sample_rate,
             "seed": self.item_seed(index, _MIX),
+            "problems": list(problems or []),
         }
         if self.frame_target_fn is not None:
             meta["frame_target"] = self.frame_target_fn(r, offset, meta["duration_s"])
@@ -260,7 +272,9 @@ class SpectrogramDataset(Dataset):
     :meth:`finish` turns the front end's output into the item the workers would have given.
 
     ``meta`` gains ``frame_shift_ms``, ``frames`` (valid frames after cropping), ``crop_start``,
-    ``tokens`` (packed tokens of the clip) and ``shift_key``.
+    ``tokens`` (packed tokens of the clip) and ``shift_key``; ``meta["problems"]`` gains a note for
+    a clip shorter than ``min_frames`` analysis windows of the configured front end (1: one
+    window; packed models: their patch size), which is padded to that.
     """
 
     def __init__(
@@ -275,6 +289,7 @@ class SpectrogramDataset(Dataset):
         patch: int = 16,
         frame_targets: FrameTargetSpec | None = None,
         defer_frontend: bool = False,
+        min_frames: int = 1,
     ) -> None:
         if frame_shifts_ms and not hasattr(frontend, "frame_shift_ms"):
             raise ValueError(
@@ -307,6 +322,7 @@ class SpectrogramDataset(Dataset):
         self.patch = int(patch)
         self.frame_targets = frame_targets
         self.defer_frontend = defer_frontend
+        self.min_frames = max(1, int(min_frames))
         self._frontends: dict[float | None, Frontend] = {}
 
     def __len__(self) -> int:
@@ -418,6 +434,9 @@ class SpectrogramDataset(Dataset):
         """A :class:`WaveformDataset` item -> the training item (spectrogram, or the waveform with
         ``defer_frontend``); ``index`` seeds the clip's draws, ``record`` gives its events."""
         wave, target, meta = item
+        short = self.frontend_config.too_short(int(wave.shape[0]), self.min_frames)
+        if short:
+            meta = {**meta, "problems": [*meta.get("problems", []), short]}
         shift = self.frame_shift(index)
         fe = self.frontend(shift)
         fixed = getattr(fe.config, "target_length", None)
@@ -492,6 +511,7 @@ class Batch:
         targets: ``[B, C]`` float (possibly mixed) or ``[B]`` class indices.
         index: dataset index (seed index for streams) of each clip.
         bad: unreadable clips met while building the batch.
+        notes: ``(path, reason)`` of clips used with a warning (truncated, too short).
         num_tokens: real tokens (packed) or ``B * T`` frames (fixed).
         frames: ``[B]`` valid spectrogram frames of each clip (int64).
         frame_targets: ``[B, S, C]`` strong-label targets at the model's frame hop (zeros for
@@ -511,6 +531,7 @@ class Batch:
     frame_mask: torch.Tensor | None = None
     strong: torch.Tensor | None = None
     waves: tuple[Any, ...] | None = None
+    notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_clips(self) -> int:
@@ -571,7 +592,8 @@ class TrainCollator:
         if self.defer:
             index = tuple(int(it[2]["index"]) for it in good)
             tokens = sum(int(it[2].get("tokens", 0)) for it in good)
-            return Batch(None, torch.stack([it[1] for it in good]), index, bad, tokens, waves=tuple(good))
+            return Batch(None, torch.stack([it[1] for it in good]), index, bad, tokens, waves=tuple(good),
+                         notes=_notes([it[2] for it in good]))
         return self.build(good, bad)
 
     def build(self, good: Sequence[Any], bad: tuple[BadClip, ...] = ()) -> Batch:
@@ -592,7 +614,7 @@ class TrainCollator:
             specs = [m if bool(u) else s for s, m, u in zip(specs, mixed, use)]
             targets = torch.where(use.unsqueeze(1), mixed_t, targets)
         frames = torch.tensor([int(m["frames"]) for m in metas], dtype=torch.long)
-        extra: dict[str, Any] = {"frames": frames}
+        extra: dict[str, Any] = {"frames": frames, "notes": _notes(metas)}
         if has_frames:
             extra.update(_stack_frame_targets(metas))
         if self.packed:
@@ -620,6 +642,10 @@ class TrainCollator:
         t_max = max(s.shape[-1] for s in specs)
         x = torch.stack([F.pad(s, (0, t_max - s.shape[-1]), value=self.pad_value) for s in specs])
         return Batch(x, targets, index, bad, int(x.shape[0] * x.shape[-1]), **extra)
+
+
+def _notes(metas: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(m.get("path", m.get("id", "?"))), p) for m in metas for p in m.get("problems", ()))
 
 
 def _stack_frame_targets(metas: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:

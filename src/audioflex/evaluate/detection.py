@@ -648,8 +648,9 @@ def detect_files(
         hop, weighting, batch_size, device: sliding-window options (see :func:`frame_scores`).
         top_k_plot: classes shown in the activity panel.
 
-    Bad files (unreadable, empty, ...) are logged and listed in ``report.errors``; the others
-    are still processed. Filenames in the output are as given.
+    Bad files (unreadable, empty, ...) are listed in ``report.errors`` (and logged at INFO); the
+    others are still processed. Filenames in the output are as given. Truncated or too short
+    files are used with a logged warning (``Pipeline.check_file``).
     """
     from audioflex.pipeline import Pipeline
 
@@ -674,7 +675,7 @@ def detect_files(
             scores = detection_scores(pipe, f, hop=hop, weighting=weighting, keep_spectrogram=plot_path is not None)
             events = scores_to_events(scores, filename=key, **post)
         except (AudioError, OSError) as e:
-            logger.error("%s: %s", key, e)
+            logger.info("%s: %s", key, e)  # the caller reports report.errors (the CLI prints each once)
             report.errors[key] = str(e)
             continue
         report.events[key] = events
@@ -699,7 +700,9 @@ def detect_files(
 
 
 def detection_scores(pipe: Any, source: AudioInput, *, sample_rate: int | None = None, **kwargs: Any) -> FrameScores:
-    """:func:`frame_scores` with a ``Pipeline``'s model, front end, labels and options."""
+    """:func:`frame_scores` with a ``Pipeline``'s model, front end, labels and options (a file
+    that is truncated or too short is used with a logged warning, ``Pipeline.check_file``)."""
+    pipe.check_file(source)
     opts: dict[str, Any] = {
         "labels": pipe.labels,
         "hop": pipe.window_hop,

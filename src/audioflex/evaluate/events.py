@@ -172,7 +172,7 @@ def frames_to_events(
         frame_hop_s: seconds between frames.
         labels: the ``C`` class names.
         thresholds: a frame is active where ``prob >= threshold``; one value, one per class, or a
-            ``{label: value}`` dict (missing labels use 0.5).
+            ``{label: value}`` dict (missing labels use 0.5); each in (0, 1] (``ValueError`` else).
         median_filter_s: median filter window in seconds over the binary activity (per class
             possible; missing labels 0). The window is ``round(s / hop)`` frames, made odd by
             adding one if even; 1 frame or less means no filtering.
@@ -199,6 +199,14 @@ def frames_to_events(
     if not (frame_hop_s > 0 and math.isfinite(frame_hop_s)):
         raise ValueError(f"frame_hop_s must be a positive number of seconds, got {frame_hop_s}")
     thr = _per_class(thresholds, labels, "thresholds", 0.5)
+    out_of_range = [f"{lab}={t:g}" for lab, t in zip(labels, thr) if not 0.0 < t <= 1.0]
+    if out_of_range:
+        scalar = not isinstance(thresholds, Mapping) and np.ndim(thresholds) == 0
+        shown = f"{float(thresholds):g}" if scalar else ", ".join(out_of_range[:5])
+        raise ValueError(
+            f"thresholds must be in (0, 1] (a frame is active where its probability >= the threshold, so 0 or "
+            f"less marks every frame active and more than 1 none), got {shown}"
+        )
     med = _per_class(median_filter_s, labels, "median_filter_s", 0.0)
     min_dur = _per_class(min_duration_s, labels, "min_duration_s", 0.0)
     gap = _per_class(merge_gap_s, labels, "merge_gap_s", 0.0)

@@ -96,9 +96,12 @@ def evaluate_lengths(
     ``None`` as a length keeps each clip's native length; ``None`` as a shift keeps the
     checkpoint's front end. ``progress(n)`` is called after each clip if given.
     """
-    from audioflex.pipeline import Pipeline
+    from audioflex.pipeline import Pipeline, check_frame_shift
 
     base = Pipeline.from_checkpoint(checkpoint, device=device, max_tokens=max_tokens)
+    for shift in frame_shifts_ms:  # before any audio is read
+        if shift is not None:
+            check_frame_shift(base.frontend.config, shift, "frame_shifts_ms")
     c = len(base.labels)
     multilabel = base.multilabel
     report = LengthReport(

@@ -204,7 +204,7 @@ class FileSource(AudioSource):
 
         self.path = path
         self.sample_rate = sample_rate
-        info = audio_info(path)
+        self.info = info = audio_info(path)
         if info.frames <= 0:
             from audioflex.audio.io import AudioError
 

@@ -7,6 +7,8 @@ arguments on the model (``model.model_name``, ``model.model_args``) so a checkpo
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +73,45 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
-def default_frontend(name: str) -> FrontendConfig | None:
-    """The front-end config the variant expects by default."""
+def default_frontend(name: str, model_args: dict[str, Any] | None = None) -> FrontendConfig | None:
+    """The front-end config the variant expects by default.
+
+    With ``model_args`` (a model's arguments), the fields the model fixes follow them: the mel
+    bins (``num_mel_bins``) and a fixed input length (``max_length`` -> ``target_length``).
+    """
     spec = get_spec(name)
-    return spec.frontend() if spec.frontend is not None else None
+    fe = spec.frontend() if spec.frontend is not None else None
+    if fe is None or not model_args:
+        return fe
+    changes: dict[str, Any] = {}
+    if "num_mel_bins" in model_args:
+        for field_name in ("num_mel_bins", "n_mels"):
+            if hasattr(fe, field_name):
+                changes[field_name] = int(model_args["num_mel_bins"])
+    if getattr(fe, "target_length", None) is not None and model_args.get("max_length") is not None:
+        changes["target_length"] = int(model_args["max_length"])
+    return fe.replace(**changes) if changes else fe
+
+
+def builder_arguments(name: str) -> set[str] | None:
+    """Keyword arguments the variant's builder accepts (a builder taking ``**kwargs`` is looked
+    through to the class it says it returns); None when they cannot be known."""
+    builder = get_spec(name).builder
+    for target in (builder, _returned_class(builder)):
+        if target is None:
+            continue
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            return None
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return {k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    return None
+
+
+def _returned_class(builder: Callable[..., Any]) -> type | None:
+    try:
+        ret = typing.get_type_hints(builder).get("return")
+    except Exception:  # noqa: BLE001 (unresolvable annotations: no further look)
+        return None
+    return ret if isinstance(ret, type) else None

@@ -9,7 +9,8 @@ A config file mirrors :class:`TrainConfig`::
     max_steps: 1000
 
 ``--set optim.lr=3e-4`` style overrides are parsed with YAML (``true``, ``[10, 20]``, ``null``).
-Unknown keys are errors that list the known ones.
+Unknown keys are errors that list the known ones, in ``model.kwargs`` too (checked against the
+registered model's builder).
 """
 
 from __future__ import annotations
@@ -339,9 +340,31 @@ def load_config(
         where = str(p)
     data = apply_overrides(data, overrides)
     try:
-        return _build(TrainConfig, data, "")
+        cfg = _build(TrainConfig, data, "")
+        if cfg.model.name is not None:
+            check_model_kwargs(cfg.model.name, cfg.model.kwargs, "model.kwargs")
+        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_model_kwargs(name: str, kwargs: Any, where: str = "model.kwargs") -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a registered model and every key of
+    ``kwargs`` is an argument of its builder (the error lists the known ones)."""
+    from audioflex.models.registry import builder_arguments, get_spec
+
+    try:
+        get_spec(name)
+    except KeyError as exc:
+        raise ConfigError(f"model.name: {exc.args[0]}") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{where}: expected a mapping of model arguments, got {type(kwargs).__name__}")
+    known = builder_arguments(name)
+    unknown = sorted(set(kwargs) - known) if known is not None else []
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown} for model {name!r}; known keys: {', '.join(sorted(known or ()))}"
+        )
 
 
 __all__ = [
@@ -354,5 +377,6 @@ __all__ = [
     "SedConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_model_kwargs",
     "load_config",
 ]

@@ -4,9 +4,15 @@ Run directory layout::
 
     <out_dir>/config.yaml        the effective config
     <out_dir>/metrics.jsonl      one JSON object per log / evaluation
-    <out_dir>/bad_files.txt      unreadable clips met (path <TAB> error), appended
+    <out_dir>/bad_files.txt      unreadable clips met (path <TAB> error), appended; clips used with a
+                                 warning (truncated, too short) as path <TAB> "warning: ...", once each
     <out_dir>/last/              checkpoint + train_state.{safetensors,json} (resume from here)
     <out_dir>/best/              checkpoint with the best validation metric
+
+A run that starts or resumes in a directory removes the checkpoint temporaries a killed run left
+(``.last.tmp-*``, ``.best.tmp-*``: partial checkpoints, never read), and a resumed run drops the
+rows of ``metrics.jsonl`` past its checkpoint's step (rewritten atomically), so the steps it
+repeats are not counted twice.
 
 Training data comes from a dataset read by ``read_dataset`` (indexed: token-budget batches planned
 per epoch by ``BudgetBatchSampler``, exact mid-epoch resume) or from WebDataset shards
@@ -62,7 +68,7 @@ from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, derive_seed
 from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import state as st
-from audioflex.train.config import DataSpec, TrainConfig, load_config
+from audioflex.train.config import DataSpec, TrainConfig, check_model_kwargs, load_config
 from audioflex.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from audioflex.train.losses import per_clip_loss, sed_per_clip_loss
 from audioflex.train.optim import build_optimizer, lr_factor, set_lr
@@ -184,10 +190,15 @@ class _Trainer:
             self.run_dir = Path(cfg.out_dir) if cfg.out_dir else Path("runs") / name
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for d in st.remove_temporaries(self.run_dir, keep=self.resume_from):
+                logger.info("removed %s (a partial checkpoint of a killed run)", d)
             cfg.to_yaml(self.run_dir / "config.yaml")
         barrier(info)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.bad_path = self.run_dir / "bad_files.txt"
+        self.noted: set[str] = set()  # "path\twarning: ..." lines already in bad_files.txt
+        if self.bad_path.is_file():
+            self.noted = {ln for ln in self.bad_path.read_text().splitlines() if "\twarning: " in ln}
         self.tb = None
         if info.is_main and cfg.tensorboard:
             try:
@@ -218,6 +229,19 @@ class _Trainer:
         with open(self.bad_path, "a") as fh:  # one append per batch (O_APPEND: ranks don't interleave lines)
             fh.write(lines)
         logger.warning("skipped %d unreadable clip(s) (%d so far, see %s)", len(bad), self.bad_count, self.bad_path)
+
+    def report_notes(self, notes: Iterable[tuple[str, str]]) -> None:
+        """Clips used with a warning (truncated, too short): logged and listed once per run dir."""
+        new = []
+        for path, reason in notes:
+            line = f"{path}\twarning: {' '.join(reason.split())}"
+            if line not in self.noted:
+                self.noted.add(line)
+                new.append(line)
+                logger.warning("%s: %s", path, reason)
+        if new:
+            with open(self.bad_path, "a") as fh:
+                fh.write("".join(line + "\n" for line in new))
 
     # ---------------------------------------------------------------- set-up
     def build(self) -> None:
@@ -336,6 +360,7 @@ class _Trainer:
             patch=self.patch,
             frame_targets=frame_spec,
             defer_frontend=on_device,
+            min_frames=self.patch if self.packed else 1,
         )
         collate = TrainCollator(
             packed=self.packed,
@@ -357,7 +382,7 @@ class _Trainer:
             vw = WaveformDataset(
                 valid_recs, self.labels, sample_rate=sr, train=False, eval_crop=cfg.data.eval_crop, **eval_window
             )
-            vds = SpectrogramDataset(vw, self.frontend_cfg)
+            vds = SpectrogramDataset(vw, self.frontend_cfg, min_frames=self.patch if self.packed else 1)
             vcounts: Any = vds.token_counts(0, self.patch) if self.packed else [1] * len(valid_recs)
             vbudget = cfg.data.max_tokens if self.packed else (cfg.data.eval_batch_size or cfg.data.batch_size)
             vsampler = BudgetBatchSampler(vcounts, vbudget, max_clips=cfg.data.max_clips, shuffle=False)
@@ -542,6 +567,7 @@ class _Trainer:
 
         meta = read_meta(mc.init_from)
         name = mc.name or meta["model_name"]
+        check_model_kwargs(name, mc.kwargs)
         kwargs = dict(meta["model_args"]) if name == meta["model_name"] else {}
         kwargs.update(mc.kwargs)
         kwargs.pop("num_classes", None)
@@ -627,6 +653,10 @@ class _Trainer:
         self.best_metric, self.best_step = meta.get("best_metric"), meta.get("best_step")
         self.last_metrics = meta.get("last_metrics") or {}
         self.bad_count = int(meta.get("bad_files", 0))
+        if self.info.is_main:
+            dropped = st.truncate_metrics(self.metrics_path, self.step)
+            if dropped:
+                logger.info("metrics.jsonl: dropped %d row(s) past step %d (repeated from there)", dropped, self.step)
         if meta.get("world_size", 1) != self.info.world_size:
             logger.warning(
                 "resuming a %d-process run with %d processes: the data order of the current epoch changes",
@@ -654,6 +684,7 @@ class _Trainer:
         scores, targets, losses = [], [], []
         for batch in self.valid_loader:
             self.report_bad(batch.bad)
+            self.report_notes(batch.notes)
             if batch.inputs is None:
                 continue
             batch = batch.to(self.device)
@@ -777,6 +808,7 @@ class _Trainer:
                     micro = [self.device_frontend(b) for b in micro]
                 for b in micro:
                     self.report_bad(b.bad)
+                    self.report_notes(b.notes)
                 n_local = sum(b.num_clips for b in micro)
                 n_global = all_reduce_sum(n_local, info)
                 if n_global == 0:

@@ -3,13 +3,17 @@
 ``train_state.safetensors`` holds optimiser tensors (``optim/<param id>/<name>``) and RNG states
 (``rng/torch/<rank>``, ``rng/cuda/<rank>/<device>``); ``train_state.json`` holds the step, the
 sampler position, the best metric, optimiser scalars and hyper-parameters, and the numpy/python
-RNG states.
+RNG states. :func:`remove_temporaries` and :func:`truncate_metrics` clean what a killed run left in
+its run directory.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +114,64 @@ def read_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return load_file(str(st)), json.loads(js.read_text())
 
 
+_TEMP_PREFIXES = (".last.tmp-", ".best.tmp-")  # save_last's and save_checkpoint(run_dir / "best")'s
+
+
+def remove_temporaries(run_dir: Path, keep: Path | None = None) -> list[Path]:
+    """Remove the checkpoint temporaries a killed run left directly in ``run_dir`` (directories
+    named ``.last.tmp-*``/``.best.tmp-*``; never a symlink, never one holding ``keep``)."""
+    removed = []
+    keep = keep.resolve() if keep is not None else None
+    for d in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if not d.name.startswith(_TEMP_PREFIXES) or d.is_symlink() or not d.is_dir():
+            continue
+        if keep is not None and (keep == d.resolve() or d.resolve() in keep.parents):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop the rows of ``metrics.jsonl`` with ``step`` past ``step`` (and a torn last line);
+    rewritten atomically (temporary file, then rename). Returns the rows dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1  # a row cut short by the kill
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write("".join(line + "\n" for line in kept))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return dropped
+
+
 __all__ = [
     "STATE_JSON",
     "STATE_TENSORS",
     "flatten_optimizer",
     "host_rng_state",
     "read_state",
+    "remove_temporaries",
     "restore_rng",
     "rng_tensors",
+    "truncate_metrics",
     "unflatten_optimizer",
     "write_state",
 ]

@@ -39,6 +39,32 @@ class FrontendConfig:
         """Seconds between consecutive frames."""
         raise NotImplementedError
 
+    @property
+    def window_samples(self) -> int:
+        """Samples of one analysis window (``win_length``, else ``n_fft``, else one hop)."""
+        win = getattr(self, "win_length", None) or getattr(self, "n_fft", None)
+        return int(win) if win else max(1, round(self.hop_s * self.sample_rate))
+
+    def too_short(self, num_samples: int, min_frames: int = 1) -> str | None:
+        """Why audio of ``num_samples`` samples (at ``sample_rate``) is too short, and what is done
+        with it, or None when it fills ``min_frames`` whole analysis windows (1: one window; a
+        packed model's patch size: one patch of real frames)."""
+        hop = max(1, round(self.hop_s * self.sample_rate))
+        need = self.window_samples + (max(1, min_frames) - 1) * hop
+        if num_samples >= need:
+            return None
+        sr = self.sample_rate
+        have = f"{num_samples / sr:.4f} s ({num_samples} samples at {sr} Hz)"
+        if min_frames > 1:
+            return (
+                f"too short: {have} is shorter than one {min_frames}-frame patch ({need / sr:.3f} s at a "
+                f"{1000 * self.hop_s:g} ms frame shift); its spectrogram is padded to one patch"
+            )
+        return (
+            f"too short: {have} is shorter than one {1000 * need / sr:g} ms front-end window; "
+            "it is padded to one window"
+        )
+
 
 class Frontend(nn.Module):
     """Waveform ``[B, T]`` -> (spectrogram ``[B, F, T']``, frame counts ``[B]``)."""
@@ -58,6 +84,15 @@ class Frontend(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a clip of ``num_samples`` samples."""
         raise NotImplementedError
+
+    @property
+    def window_samples(self) -> int:
+        """Samples of one analysis window (see :attr:`FrontendConfig.window_samples`)."""
+        return self.config.window_samples
+
+    def too_short(self, num_samples: int, min_frames: int = 1) -> str | None:
+        """See :meth:`FrontendConfig.too_short`."""
+        return self.config.too_short(num_samples, min_frames)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
