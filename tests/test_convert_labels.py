@@ -117,7 +117,7 @@ def test_convert_527_outputs_gets_audioset_names_and_tag_uses_them(htsat_527, tm
     sf.write(str(wav), (0.1 * torch.randn(2 * 32000, generator=torch.Generator().manual_seed(0))).numpy(), 32000)
     res = runner.invoke(app, ["tag", str(wav), "-c", str(out), "--json", "-k", "5"])
     assert res.exit_code == 0, res.output
-    tags = json.loads(res.output)[str(wav)]
+    tags = json.loads(res.output)["files"][str(wav)]
     assert len(tags) == 5 and all(t["label"] in set(ck.labels) for t in tags)
     assert not any(t["label"].startswith("class_") for t in tags)
 
