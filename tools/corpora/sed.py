@@ -52,6 +52,7 @@ CLASSES = {"Speech": (0.5, 6.0), "Alarm": (0.5, 6.0), "Bell": (0.5, 6.0), "Piano
 SPLITS = ("train", "validation", "eval")
 WORDS = " ".join(SENTENCES).split()
 TRIM_DB = 35.0  # an event ends where its 10 ms frames fall this far below its loudest frame
+MIN_EVENT = 0.3  # seconds
 
 
 class Renderer:
@@ -62,8 +63,11 @@ class Renderer:
         self.noise = {k: colored_noise(k, 300.0, sr, rng) for k in ("white", "pink", "brown")}
 
     def __call__(self, label: str, seconds: float) -> np.ndarray:
-        y = getattr(self, label.lower())(seconds)
-        y = trim(y[: int(6.0 * self.sr)], self.sr, TRIM_DB)
+        for _ in range(5):  # a render that trims to under MIN_EVENT (a short bell, one short word) is redone
+            y = getattr(self, label.lower())(seconds)
+            y = trim(y[: int(6.0 * self.sr)], self.sr, TRIM_DB)
+            if len(y) >= MIN_EVENT * self.sr:
+                break
         y = fade(y, self.sr, 0.01)
         return y / (np.abs(y).max() + 1e-9)
 
@@ -215,7 +219,8 @@ def fits(cover: np.ndarray, labels: list, s: int, e: int, label: str, hop: int) 
 
 
 def make_clip(render: Renderer, pools: dict, seconds: float, max_events: int, rng: np.random.Generator):
-    """One soundscape -> (audio [n], events [(onset_s, offset_s, label)] sorted by onset)."""
+    """One soundscape -> (audio [n], events [(onset_s, offset_s, label)] sorted by onset, labels of the
+    events dropped for lack of room)."""
     sr = render.sr
     n = int(round(seconds * sr))
     bg = background(pools, n, sr, rng)
@@ -223,6 +228,7 @@ def make_clip(render: Renderer, pools: dict, seconds: float, max_events: int, rn
     hop = int(0.01 * sr)
     cover = np.zeros(-(-n // hop), np.int32)
     placed: list[tuple[int, int, str]] = []
+    dropped = []
     for _ in range(int(rng.integers(1, max_events + 1))):
         label = str(rng.choice(list(CLASSES)))
         lo, hi = CLASSES[label]
@@ -234,13 +240,14 @@ def make_clip(render: Renderer, pools: dict, seconds: float, max_events: int, rn
             if fits(cover, placed, s, s + len(y), label, hop):
                 break
         else:
+            dropped.append(label)
             continue
         y = y * (rms(bg) / (active_rms(y, sr) + 1e-12) * db_to_gain(rng.uniform(0, 20)))
         mix[s: s + len(y)] += y
         cover[s // hop: -(-(s + len(y)) // hop)] += 1
         placed.append((s, s + len(y), label))
     events = sorted((s / sr, e / sr, lab) for s, e, lab in placed)
-    return mix.astype(np.float32), events
+    return mix.astype(np.float32), events, dropped
 
 
 def main() -> None:
@@ -277,11 +284,13 @@ def main() -> None:
     weak: dict[str, list] = {s: [] for s in SPLITS}
     counts: dict[str, Counter] = {c: Counter() for c in CLASSES}
     per_clip: Counter = Counter()
+    dropped: Counter = Counter()
     durations = []
     for split in SPLITS:
         for i in range(sizes[split]):
             seconds = float(np.exp(rng.uniform(np.log(args.min_seconds), np.log(args.max_seconds))))
-            audio, events = make_clip(render, pools, seconds, args.max_events, rng)
+            audio, events, lost = make_clip(render, pools, seconds, args.max_events, rng)
+            dropped.update(lost)
             name = f"{split}_{i:04d}.wav"
             where = args.out / "audio" / (split if args.layout == "release" else "") / name
             durations.append(write_wav(where, audio, sr))
@@ -311,7 +320,8 @@ def main() -> None:
             w.writerow(["filename", "split"])
             w.writerows((name, s) for s in SPLITS for name, _ in weak[s])
     summary(f"sed ({args.layout}) -> {args.out}  (event counts; events per clip: "
-            f"{dict(sorted(per_clip.items()))})", counts, durations, started)
+            f"{dict(sorted(per_clip.items()))}; dropped for lack of room: {dict(sorted(dropped.items()))})",
+            counts, durations, started)
 
 
 if __name__ == "__main__":
