@@ -116,7 +116,7 @@ def read_task(root: str | Path, sample_rate: int | None = None, *, audio: bool =
 # ---------------------------------------------------------------------------- events & metrics
 
 
-def frames_to_events(
+def hear_events(
     probs: np.ndarray, timestamps_ms: np.ndarray, labels: Sequence[str], *, threshold: float = 0.5,
     median_ms: float = 250.0, min_ms: float = 125.0,
 ) -> list[dict[str, Any]]:
@@ -488,8 +488,8 @@ def _merge(parts: Sequence[_SplitData]) -> _SplitData:
 
 def _events(task: HearTask, d: _SplitData, probs: np.ndarray, pp: tuple[float, float]) -> dict[str, list[dict]]:
     median_ms, min_ms = pp
-    return {f: frames_to_events(probs[d.offsets[i] : d.offsets[i + 1]], d.timestamps[i], task.labels,
-                                median_ms=median_ms, min_ms=min_ms) for i, f in enumerate(d.files)}
+    return {f: hear_events(probs[d.offsets[i] : d.offsets[i + 1]], d.timestamps[i], task.labels,
+                           median_ms=median_ms, min_ms=min_ms) for i, f in enumerate(d.files)}
 
 
 def _score(task: HearTask, name: str, d: _SplitData, probs: np.ndarray, pp: tuple[float, float] | None,

@@ -154,7 +154,7 @@ class ElasticAST(nn.Module):
     columns: per clip, the tokens of each patch column are averaged over the frequency rows, then
     ``LayerNorm -> Linear(D, C)`` gives ``frame_logits [B, T'_max, C]`` (``T'_max`` = the longest
     clip's column count; columns past a clip's end hold :attr:`FRAME_PAD` = -1e4, i.e. probability
-    0; see ``audioflex.evaluate.detection.frame_valid_mask``). The clip logits still come from the
+    0). The clip logits still come from the
     pooling head. One column spans ``patch_size`` front-end frames; the model does not know the
     front end's frame shift, so ``frame_hop_s`` is ``patch_size * shift`` only when the batch
     carries ``frame_shift_ms`` (one value for all clips), else None (inference code sets it).

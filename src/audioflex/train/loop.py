@@ -66,6 +66,7 @@ from audioflex.data.datasets import (
 )
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, derive_seed
+from audioflex.evaluate.metrics import clip_metrics
 from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import state as st
 from audioflex.train.config import DataSpec, TrainConfig, check_model_kwargs, load_config
@@ -128,30 +129,12 @@ def _select(result: ReadResult, spec: DataSpec, where: str) -> list[ClipRecord]:
 
 
 def _metrics(scores: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> dict[str, float]:
-    """Validation metrics with a ``primary`` entry (``evaluate.metrics.clip_metrics`` if present)."""
-    try:
-        from audioflex.evaluate.metrics import clip_metrics
-    except ImportError:
-        clip_metrics = None
-    if clip_metrics is not None:
-        out = clip_metrics(scores.numpy(), targets.numpy(), multilabel)
-        return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
-    if not multilabel:
-        acc = float((scores.argmax(1) == targets.argmax(1)).float().mean())
-        return {"accuracy": acc, "primary": acc}
-    from sklearn.metrics import average_precision_score
-
-    t = targets.numpy() > 0.5
-    keep = t.any(0)
-    m_ap = float(average_precision_score(t[:, keep], scores.numpy()[:, keep], average="macro")) if keep.any() else 0.0
-    return {"mAP": m_ap, "primary": m_ap}
+    """Validation metrics (:func:`~audioflex.evaluate.metrics.clip_metrics`) with a ``primary`` entry."""
+    out = clip_metrics(scores.numpy(), targets.numpy(), multilabel)
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _swap_dir(src: Path, target: Path) -> None:
