@@ -26,6 +26,7 @@ from audioflex.evaluate.detection import (
     steps_valid_mask,
 )
 from audioflex.models.ast import AST, ElasticAST
+from audioflex.models.contract import ModelContract
 from audioflex.models.htsat import HTSAT
 from audioflex.models.outputs import AudioOutput
 from audioflex.packing import collate_packed
@@ -123,8 +124,8 @@ class StubModel(nn.Module):
     """Windows of 40 frames, steps of 10. Class 0 logit = the step's position j in its window;
     class 1 logit = the window's first sample of that step (content)."""
 
-    input_kind = "spectrogram"
-    step_frames, max_frames = 10, 40
+    contract = ModelContract(family="stub", input_kind="grid", num_classes=2, num_mel_bins=1, input_frames=40,
+                             native_frames=40, frame_step_frames=10, frame_steps=4)
 
     def __init__(self) -> None:
         super().__init__()

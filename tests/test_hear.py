@@ -272,8 +272,8 @@ def test_htsat_frame_mode_logits_and_layers(ckpts: dict[str, Path]) -> None:
     with torch.no_grad():
         image, steps, _ = m.net.spectrogram_to_image(spec, frames)
         tokens, hidden = m.net.forward_features(image, (0, 1))
-        logits = m.net.forward_head(tokens, steps)[2][0]  # [64, 5]: 80 ms steps
-        stage0 = m._unfold_steps(hidden[0])[0]  # block 0 (stage 0): 128 steps of 40 ms
+        logits = m.net.forward_head(tokens, steps).frame_logits[0]  # [64, 5]: 80 ms steps
+        stage0 = m.net.time_steps(hidden[0])[0]  # block 0 (stage 0): 128 steps of 40 ms
     assert stage0.shape == (128, 16)
     assert torch.allclose(emb[0, 3, :5], logits[1], atol=1e-5)  # 120 ms: centre of step 1
     assert torch.allclose(emb[0, 3, 5:21], (stage0[2] + stage0[3]) / 2, atol=1e-5)  # between 100 and 140 ms

@@ -269,12 +269,6 @@ def test_pipeline_window_tensors_reproduce_reference(io, tmp_path):
     assert (clip - io["out10.clipwise_output"][:1]).abs().max() <= 1e-4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pipeline._score_pieces calls model(spec) without the window's valid frames, so HTS-AT "
-    "sees 1001 real + 23 silence frames and cannot stretch the real ones (1.2e-2 off); passing "
-    "frames to models that take them (HTSAT) fixes it (see test_pipeline_window_tensors_reproduce_reference)",
-)
 def test_pipeline_tag_10s_wav_reproduces_reference(io, tmp_path):
     out = tmp_path / "htsat"
     res = CliRunner().invoke(app, ["convert", "htsat", str(FIX / "htsat.safetensors"), str(out)])
@@ -364,7 +358,7 @@ def _tiny(**kw) -> HTSAT:
 def test_tiny_config_float64_and_training():
     torch.manual_seed(0)
     m = _tiny(drop_path=0.1)
-    assert m.max_frames == 256 and m.num_steps == 32
+    assert m.contract.input_frames == 256 and m.num_steps == 32
     with torch.no_grad():
         o64 = m.double().eval()(torch.randn(2, 16, 200, dtype=torch.float64) * 10 - 40)
     assert o64.clip_logits.dtype == torch.float64 and o64.frame_logits.shape == (2, 32, 3)

@@ -115,6 +115,7 @@ def bench_embed(
         loop on the same audio) and, with ``memory``, ``long_file`` (peak RSS MB etc.).
     """
     from audioflex.hear import load_model
+    from audioflex.models.registry import registered_name
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,9 +133,9 @@ def bench_embed(
             batched = _rate(lambda a=audio, m=model: m.timestamp_embeddings(a), seconds)
             loop = _rate(lambda a=short, m=model: loop_timestamp_embeddings(m, a[0]), loop_seconds)
             res: dict[str, Any] = {
-                "model_name": getattr(model.net, "model_name", ""),
+                "model_name": registered_name(model.net) or "",
                 "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 3),
-                "num_blocks": _blocks(model.net),
+                "num_blocks": model.contract.num_blocks,
                 "embedding_size": model.timestamp_embedding_size,
                 "timestamp_mode": "frames" if model.frames_mode else "window",
                 "batched_audio_s_per_s": round(batched, 2),
@@ -163,12 +164,6 @@ def bench_embed(
                      "loop_seconds": loop_seconds, "long_seconds": long_seconds},
         "results": results,
     }
-
-
-def _blocks(net: Any) -> int:
-    if hasattr(net, "blocks"):
-        return len(net.blocks)
-    return sum(len(stage.blocks) for stage in net.layers)
 
 
 def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 50.0, window_ms: float = 160.0,

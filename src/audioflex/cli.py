@@ -147,13 +147,14 @@ def convert(
     from audioflex.checkpoints import load_state_checked, save_checkpoint
     from audioflex.checkpoints.convert import get_converter
     from audioflex.checkpoints.convert.labels import choose_labels
+    from audioflex.models.contract import contract_of
     from audioflex.models.registry import create_model
 
     conv = get_converter(fmt).convert(src, **_parse_options(option))
     model = create_model(conv.model_name, **conv.model_args)
     strict = not any("strict=False" in n for n in conv.notes)
     load_state_checked(model, conv.state_dict, strict=strict, source=str(src))
-    names, label_notes = choose_labels(labels, conv.labels, getattr(model, "num_classes", None))
+    names, label_notes = choose_labels(labels, conv.labels, contract_of(model).num_classes)
     save_checkpoint(dst, model, frontend=conv.frontend, labels=names)
     n = sum(p.numel() for p in model.parameters())
     out.print(f"wrote {dst} ({conv.model_name}, {n / 1e6:.2f} M parameters)")

@@ -265,8 +265,7 @@ def embed_files(
     for raw, e in bad_inputs:
         logger.info("skipping %s: %s", raw, e)
         report.failed.append((raw, str(e)))
-    packed = getattr(emb_model.net, "input_kind", "") == "packed"
-    min_frames = int(getattr(emb_model.net, "patch_size", 1)) if packed else 1
+    min_frames = emb_model.contract.column_frames
     bar = None
     if progress:
         from tqdm.auto import tqdm

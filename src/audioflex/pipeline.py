@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
-from audioflex.inference import Piece, aggregate_scores, check_audio_file, default_piece_s, iter_pieces
+from audioflex.inference import Piece, aggregate_scores, check_audio_file, iter_pieces
+from audioflex.models.contract import ModelContract, contract_of
 from audioflex.packing import collate_packed, num_tokens, plan_batches
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class Pipeline:
     """Tag audio files or waveforms with a model and its front end.
 
     Args:
-        model: an audioflex model (``input_kind`` "packed" or "spectrogram").
+        model: an audioflex model (its :class:`~audioflex.models.contract.ModelContract` says
+            whether it is packed or takes a fixed grid).
         frontend: the front end the model was trained with.
         labels: class names (default ``class_0`` …).
         multilabel: sigmoid scores (AudioSet-style) if True, softmax otherwise.
@@ -99,12 +101,13 @@ class Pipeline:
             frontend = build_frontend(frontend)
         if hasattr(frontend.config, "frame_shift_ms"):
             check_frame_shift(frontend.config, frontend.config.frame_shift_ms)
+        self.contract: ModelContract = contract_of(model)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.frontend = frontend.to(self.device).eval()
-        n = getattr(model, "num_classes", None)
-        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(n or 0)]
-        if n is not None and len(self.labels) != n:
+        n = self.contract.num_classes
+        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(n)]
+        if len(self.labels) != n:
             raise ValueError(f"{len(self.labels)} labels for a model with {n} classes")
         self.multilabel = multilabel
         self.max_tokens = max_tokens
@@ -143,23 +146,16 @@ class Pipeline:
 
     @property
     def is_packed(self) -> bool:
-        return getattr(self.model, "input_kind", "spectrogram") == "packed"
+        return self.contract.packed
 
     @property
     def piece_s(self) -> float:
         """Length of the pieces (packed) or windows (fixed) the input is cut into, in seconds."""
         if self._piece_s is not None:
             return self._piece_s
-        if self.is_packed:
-            table = self.model.pos_embed_time.shape[0]
-            return default_piece_s(table, self.model.patch_size, self.frontend.hop_s)
-        frames = (
-            getattr(self.model, "input_frames", None)
-            or getattr(self.model, "max_length", None)
-            or getattr(self.model, "max_frames", None)
-        )
-        if frames is None:
-            raise ValueError(f"{type(self.model).__name__} does not say its input length; pass piece_s=")
+        if self.contract.input_frames is None:  # packed: what the time table covers at this shift
+            return self.contract.native_frames * self.frontend.hop_s
+        frames = self.contract.input_frames
         hop = round(self.frontend.hop_s * self.sample_rate)
         n = frames * hop
         while n > hop and self.frontend.num_frames(n) > frames:  # e.g. centred STFTs give one extra frame
@@ -171,8 +167,7 @@ class Pipeline:
         for packed models), each logged; nothing for waveforms."""
         if isinstance(audio, torch.Tensor):
             return []
-        patch = int(getattr(self.model, "patch_size", 1)) if self.is_packed else 1
-        return check_audio_file(audio, self.frontend, patch)
+        return check_audio_file(audio, self.frontend, self.contract.column_frames)
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
@@ -185,11 +180,12 @@ class Pipeline:
     @torch.no_grad()
     def _score_pieces(self, pieces: list[Piece]) -> torch.Tensor:
         """Scores ``[P, C]`` of pieces (already batched by the caller)."""
-        if not self.is_packed:
-            spec, _ = self.frontend(*self._padded(pieces, round(self.piece_s * self.sample_rate)))
-            return self._activate(self.model(spec).clip_logits.float())
+        if not self.is_packed:  # the window, with each piece's valid frames (HTS-AT fits those only)
+            spec, frames = self.frontend(*self._padded(pieces, round(self.piece_s * self.sample_rate)))
+            frames = frames.clamp(max=spec.shape[-1])
+            return self._activate(self.model(spec, frames).clip_logits.float())
         specs = self._spectrograms(pieces)
-        out = self.model(collate_packed(specs).to(self.device))
+        out = self.model(collate_packed(specs, patch=self.contract.column_frames).to(self.device))
         return self._activate(out.clip_logits.float())
 
     def _padded(self, pieces: list[Piece], min_samples: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +200,7 @@ class Pipeline:
     def _tokens(self, piece: Piece) -> int:
         """Tokens a piece gives a packed model."""
         frames = max(1, self.frontend.num_frames(piece.num_samples))
-        return num_tokens(self.model.num_mel_bins, frames, self.model.patch_size)
+        return num_tokens(self.contract.num_mel_bins, frames, self.contract.column_frames)
 
     def _batches(self, pieces: Iterator[Piece]) -> Iterator[list[Piece]]:
         """Group streamed pieces into batches (token budget for packed models)."""

@@ -46,6 +46,7 @@ from torch import nn
 
 from audioflex.audio.frontend.base import Frontend
 from audioflex.audio.io import AudioError, audio_info, load_audio
+from audioflex.models.contract import contract_of
 from audioflex.models.outputs import AudioOutput
 
 logger = logging.getLogger(__name__)
@@ -136,33 +137,33 @@ def plan_windows(
         ValueError: the model has no frame-wise head, or a bad hop/window.
     """
     name = type(model).__name__
+    c = contract_of(model)
     frame_samples = _frame_samples(frontend)
     sr = int(frontend.sample_rate)
-    packed = getattr(model, "input_kind", "spectrogram") == "packed"
+    packed = c.packed
     if packed:
-        if not getattr(model, "has_frame_head", False):
+        if c.frame_step_frames is None:
             raise ValueError(
                 f"{name} has no frame-wise head, so it cannot detect events; build it with "
-                "frame_head=True (and train the head, see audioflex.evaluate.detection.sed_loss)"
+                "frame_head=True (and train the head, see audioflex.train.losses.sed_loss)"
             )
-        step_frames = int(model.patch_size)
+        step_frames = c.frame_step_frames
         if window_s is not None:
             if window_s <= 0:
                 raise ValueError(f"window_s must be positive, got {window_s}")
             window_frames = max(1, round(window_s * sr / frame_samples / step_frames)) * step_frames
         else:
-            window_frames = int(model.pos_embed_time.shape[0]) * step_frames
+            window_frames = c.native_frames
     else:
-        step_frames = getattr(model, "step_frames", None)
-        window_frames = getattr(model, "max_frames", None)
-        if step_frames is None or window_frames is None:
+        if c.frame_step_frames is None or c.input_frames is None:
             raise ValueError(
                 f"{name} has no frame-wise head (it gives clip scores only), so it cannot detect "
                 "events; use an HTS-AT model (htsat_*) or an ElasticAST built with frame_head=True"
             )
+        window_frames = c.input_frames
         if window_s is not None:
             raise ValueError(f"window_s is fixed by {name} ({window_frames} frames); do not pass it")
-        step_frames, window_frames = int(step_frames), int(window_frames)
+        step_frames = c.frame_step_frames
     step_samples = step_frames * frame_samples
     window_samples = window_frames * frame_samples
     window_steps = window_samples // step_samples

@@ -678,10 +678,11 @@ def probe_task(
     """
     from audioflex.embed import embed_files, load_embeddings
     from audioflex.hear import load_model
+    from audioflex.models.registry import registered_name
 
     emb_model = model if model is not None else load_model(str(checkpoint), device=device, **options)
     task = read_task(task_dir, emb_model.sample_rate)
-    name = getattr(emb_model.net, "model_name", "model")
+    name = registered_name(emb_model.net) or "model"
     cache = Path(cache_dir) if cache_dir else task.root / "embeddings" / name
     kind = "timestamp" if task.is_event else "scene"
     embeddings = {}

@@ -68,6 +68,18 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+def registered_name(model: nn.Module) -> str | None:
+    """The registry name :func:`create_model` gave ``model`` (None for a model built directly)."""
+    name = getattr(model, "model_name", None)
+    return name if isinstance(name, str) else None
+
+
+def registered_args(model: nn.Module) -> dict[str, Any] | None:
+    """The effective arguments :func:`create_model` built ``model`` with (None if built directly)."""
+    args = getattr(model, "model_args", None)
+    return args if isinstance(args, dict) else None
+
+
 def default_frontend(name: str, model_args: dict[str, Any] | None = None) -> FrontendConfig | None:
     """The front-end config the variant expects by default.
 
