@@ -15,22 +15,13 @@ from torch import nn
 
 from audioflex.audio.frontend.kaldi import KaldiFbank, KaldiFbankConfig
 from audioflex.audio.frontend.logmel import LogMel, LogMelConfig
-from audioflex.evaluate.detection import (
-    OverlapAdd,
-    frame_bce,
-    frame_scores,
-    iter_window_scores,
-    packed_frame_mask,
-    plan_windows,
-    sed_loss,
-    steps_valid_mask,
-)
+from audioflex.inference import OverlapAdd, Pipeline, frame_scores, iter_window_scores, plan_windows
 from audioflex.models.ast import AST, ElasticAST
 from audioflex.models.contract import ModelContract
 from audioflex.models.htsat import HTSAT
 from audioflex.models.outputs import AudioOutput
 from audioflex.packing import collate_packed
-from audioflex.pipeline import Pipeline
+from audioflex.train.losses import frame_bce, packed_frame_mask, sed_loss, steps_valid_mask
 
 SR = 32000
 
@@ -370,8 +361,8 @@ def test_plot_is_written(tmp_path):
 
 # ------------------------------------------------------------------------------- files, events
 def test_detect_files_tsv_json_round_trip_plots_and_bad_files(tmp_path):
+    from audioflex.apps.detect import detect_files
     from audioflex.checkpoints import save_checkpoint
-    from audioflex.evaluate.detection import detect_files
     from audioflex.evaluate.events import read_events_json, read_events_tsv
 
     model = tiny_htsat()

@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 
 from audioflex.audio.frontend.base import build_frontend
 from audioflex.audio.frontend.logmel import LogMel, LogMelConfig, slaney_mel_filters
+from audioflex.audio.stream import Piece
 from audioflex.checkpoints import load_checkpoint, save_checkpoint
 from audioflex.checkpoints.convert.base import ConversionError
 from audioflex.checkpoints.convert.htsat import check_mel_matrix, convert_htsat, htsat_model_args, htsat_state_dict
 from audioflex.cli import app
-from audioflex.inference import Piece
+from audioflex.inference import Pipeline
 from audioflex.models.htsat import HTSAT, fold_spectrogram, unfold_image
 from audioflex.models.registry import create_model
-from audioflex.pipeline import Pipeline
 from conditioning import one_ulp_perturbations
 from fixture_paths import FIXTURES_DIR
 

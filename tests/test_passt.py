@@ -22,9 +22,9 @@ from audioflex.audio.frontend.passt import (
 from audioflex.checkpoints.convert.base import ConversionError, get_converter
 from audioflex.checkpoints.convert.passt import convert_passt, passt_model_args, passt_state_dict
 from audioflex.cli import app
+from audioflex.inference import Pipeline
 from audioflex.models.passt import PaSST
 from audioflex.models.registry import create_model, default_frontend, list_models
-from audioflex.pipeline import Pipeline
 from conditioning import check_within_bound, logmel_bound, one_ulp_perturbations, well_conditioned_share
 from fixture_paths import FIXTURES_DIR
 

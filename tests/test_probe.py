@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from audioflex.apps.probe import probe_task
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.hear.probe import (
@@ -18,7 +19,6 @@ from audioflex.hear.probe import (
     TaskError,
     hear_events,
     onset_f_measure,
-    probe_task,
     read_task,
 )
 from audioflex.models.registry import create_model

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from audioflex.bench import machine
+from audioflex.hear.model import EmbeddingModel
 
 
 def _default(family: str) -> tuple[str, dict[str, Any], Any]:
@@ -53,7 +54,7 @@ def make_checkpoint(family: str, out: str | Path, model_args: dict[str, Any] | N
     return save_checkpoint(out, model, frontend=fe)
 
 
-def loop_timestamp_embeddings(model: Any, audio: torch.Tensor) -> torch.Tensor:
+def loop_timestamp_embeddings(model: EmbeddingModel, audio: torch.Tensor) -> torch.Tensor:
     """The reference approach: one front-end + model forward per window. ``audio [N]`` -> ``[T, D]``."""
     win = model.level_samples[0]
     left = win // 2
@@ -185,7 +186,7 @@ def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 
         code = (
             "import json, resource, sys, time\n"
             "from audioflex.hear import load_model\n"
-            "from audioflex.embed import embed_files\n"
+            "from audioflex.apps.embed import embed_files\n"
             "a = json.loads(sys.argv[1])\n"
             "m = load_model(a['ck'], hop_ms=a['hop'], window_ms=a['win'])\n"
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"

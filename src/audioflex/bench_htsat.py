@@ -117,7 +117,7 @@ def bench_detect(
     """Detection on a generated ``seconds``-long file with a randomly initialised ``model``:
     wall time (file generation excluded), real-time factor and peak RSS of this process."""
     from audioflex.audio.frontend.base import build_frontend
-    from audioflex.evaluate.detection import frame_scores
+    from audioflex.inference.frames import frame_scores
     from audioflex.models.registry import create_model, default_frontend
 
     torch.manual_seed(0)

@@ -44,7 +44,7 @@ timestamp vectors in this mode (``include_mel`` still uses ``mel_ms``).
 Windows are never run one by one: the windows of all clips are gathered into batches (about
 ``max_frames`` input frames per forward; token-budget ``PackedBatch``es for ElasticAST) and run
 through the front end and the model together. Long inputs are processed block by block
-(:class:`AudioSource`), so memory is bounded by one batch plus the output.
+(:class:`~audioflex.audio.stream.AudioReader`), so memory is bounded by one batch plus the output.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from audioflex.audio.frontend.base import Frontend, build_frontend
+from audioflex.audio.stream import AudioReader
 from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import registered_name
@@ -175,65 +176,6 @@ class EmbedOptions:
     @property
     def window_levels(self) -> tuple[float, ...]:
         return tuple(self.levels) if self.levels is not None else (self.window_ms,)
-
-
-# ---------------------------------------------------------------------------- audio sources
-
-
-class AudioSource:
-    """Random access to a mono waveform of ``num_samples`` samples at the model's rate."""
-
-    num_samples: int
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        """Samples ``[stop - start]`` with ``0 <= start < stop <= num_samples``."""
-        raise NotImplementedError
-
-
-class TensorSource(AudioSource):
-    """A waveform ``[N]`` already in memory."""
-
-    def __init__(self, wave: torch.Tensor) -> None:
-        self.wave = wave
-        self.num_samples = int(wave.shape[-1])
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        return self.wave[start:stop]
-
-
-class FileSource(AudioSource):
-    """An audio file read block by block (resampled per block, with a margin, if needed)."""
-
-    def __init__(self, path: str | Path, sample_rate: int, margin_s: float = 0.05) -> None:
-        from audioflex.audio.io import audio_info
-
-        self.path = path
-        self.sample_rate = sample_rate
-        self.info = info = audio_info(path)
-        if info.frames <= 0:
-            from audioflex.audio.io import AudioError
-
-            raise AudioError(f"{path}: contains no samples; re-export or skip it")
-        self.file_rate = info.sample_rate
-        self.num_samples = max(1, round(info.frames * sample_rate / self.file_rate))
-        self.margin = 0 if self.file_rate == sample_rate else int(margin_s * self.file_rate)
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        from audioflex.audio.io import load_audio, resample
-
-        fr, sr = self.file_rate, self.sample_rate
-        if fr == sr:
-            out = load_audio(self.path, None, offset=start / sr, duration=(stop - start) / sr)
-        else:
-            lo = max(0, math.floor(start * fr / sr) - self.margin)
-            hi = math.ceil(stop * fr / sr) + self.margin
-            raw = load_audio(self.path, None, offset=lo / fr, duration=(hi - lo) / fr)
-            res = resample(raw, fr, sr)
-            k0 = round(lo * sr / fr)  # global index of res[0]
-            out = res[start - k0 : stop - k0]
-        if out.shape[-1] < stop - start:  # rounding at the file's end: pad with the last value
-            out = torch.nn.functional.pad(out, (0, stop - start - out.shape[-1]))
-        return out[: stop - start]
 
 
 def _reflect(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -436,7 +378,7 @@ class EmbeddingModel(nn.Module):
         i = torch.arange(first, first + count, dtype=torch.float64)
         return torch.round(i * self.hop_samples).long()
 
-    def _gather(self, source: AudioSource, centres: torch.Tensor, win: int) -> torch.Tensor:
+    def _gather(self, source: AudioReader, centres: torch.Tensor, win: int) -> torch.Tensor:
         """Windows ``[len(centres), win]`` centred at ``centres`` (reflect padding at the edges)."""
         left = win // 2
         idx = centres[:, None] - left + torch.arange(win)[None, :]
@@ -446,7 +388,7 @@ class EmbeddingModel(nn.Module):
         out = data[idx - lo]
         return torch.where(valid, out, out.new_zeros(()))
 
-    def _vectors_at(self, sources: Sequence[AudioSource], windows: Sequence[_Window], *,
+    def _vectors_at(self, sources: Sequence[AudioReader], windows: Sequence[_Window], *,
                     scene: bool = False) -> torch.Tensor:
         """Vectors ``[sum(count), D]`` for the given windows (all levels + mel), batched."""
         items = [(w.clip, c) for w in windows for c in self._window_centres(w.first, w.count).tolist()]
@@ -461,7 +403,7 @@ class EmbeddingModel(nn.Module):
             cols.append(self._run_windows(sources, items, self.mel_samples, scene=False, mel=True))
         return torch.cat(cols, dim=-1)
 
-    def _run_windows(self, sources: Sequence[AudioSource], items: list[tuple[int, int]], win: int,
+    def _run_windows(self, sources: Sequence[AudioReader], items: list[tuple[int, int]], win: int,
                      *, scene: bool, mel: bool) -> torch.Tensor:
         per = self._batch_windows(win)
         outs = []
@@ -510,7 +452,7 @@ class EmbeddingModel(nn.Module):
             out.append((v.float().cpu(), valid.cpu()))
         return out
 
-    def _frame_vectors(self, sources: Sequence[AudioSource], windows: Sequence[_Window]) -> torch.Tensor:
+    def _frame_vectors(self, sources: Sequence[AudioReader], windows: Sequence[_Window]) -> torch.Tensor:
         """Frame mode: vectors ``[sum(count), D]`` of the timestamps of ``windows``.
 
         Each feature source is a timeline of steps (final tokens: ``window / 32`` = 0.32 s; block
@@ -576,7 +518,7 @@ class EmbeddingModel(nn.Module):
             out.append(torch.cat(cols, dim=-1))
         return torch.cat(out)
 
-    def iter_timestamp_blocks(self, source: AudioSource) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_timestamp_blocks(self, source: AudioReader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Stream one clip: yields (vectors ``[k, D]``, timestamps ``[k]`` ms) in blocks of about
         ``stream_s`` seconds, so long inputs never need all windows at once."""
         total = self.num_timestamps(source.num_samples)
@@ -587,7 +529,7 @@ class EmbeddingModel(nn.Module):
             ts = torch.arange(first, first + count, dtype=torch.float64) * self.options.hop_ms
             yield emb, ts.float()
 
-    def scene_from_source(self, source: AudioSource) -> torch.Tensor:
+    def scene_from_source(self, source: AudioReader) -> torch.Tensor:
         """Scene vector ``[D]`` of one clip (one pass, or the mean of ``scene_window`` windows)."""
         n = source.num_samples
         if n <= self.scene_window:
@@ -602,7 +544,7 @@ class EmbeddingModel(nn.Module):
             total = vec if total is None else total + vec
         return total / count
 
-    def _scene_windows(self, source: AudioSource, first: int, count: int) -> torch.Tensor:
+    def _scene_windows(self, source: AudioReader, first: int, count: int) -> torch.Tensor:
         cen = torch.arange(first, first + count) * self.scene_hop
         items = [(0, int(c)) for c in cen]
         return self._run_windows([source], items, self.scene_window, scene=True, mel=False)
@@ -627,7 +569,7 @@ class EmbeddingModel(nn.Module):
         audio = self._check_audio(audio)
         n, num = audio.shape
         cpu = audio.detach().float().cpu()
-        sources = [TensorSource(cpu[i]) for i in range(n)]
+        sources = [AudioReader(cpu[i], self.sample_rate, check=False) for i in range(n)]
         total = self.num_timestamps(num)
         per = max(1, int(self.options.stream_s * 1000.0 / self.options.hop_ms))
         blocks = []
@@ -650,7 +592,8 @@ class EmbeddingModel(nn.Module):
                 for s in range(0, n, per):
                     outs.append(self.embed_waves(cpu[s : s + per], scene=True).cpu())
             return torch.cat(outs).to(audio.device)
-        return torch.stack([self.scene_from_source(TensorSource(cpu[i])) for i in range(n)]).to(audio.device)
+        rows = [AudioReader(cpu[i], self.sample_rate, check=False) for i in range(n)]
+        return torch.stack([self.scene_from_source(r) for r in rows]).to(audio.device)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as :meth:`timestamp_embeddings`."""

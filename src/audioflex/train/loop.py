@@ -68,6 +68,7 @@ from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, derive_seed
 from audioflex.evaluate.metrics import clip_metrics
 from audioflex.models.contract import contract_of
+from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import state as st
 from audioflex.train.config import DataSpec, TrainConfig, check_model_kwargs, load_config
@@ -685,7 +686,7 @@ class _Trainer:
         res["loss"] = float(torch.cat(losses).mean())
         return res
 
-    def _forward(self, model: nn.Module, batch: Batch) -> Any:
+    def _forward(self, model: nn.Module, batch: Batch) -> AudioOutput:
         """The model on a batch: ``model(PackedBatch)`` or ``model(spec [B, F, T], frames [B])``
         (the model contract's two conventions)."""
         if self.packed:
