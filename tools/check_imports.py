@@ -13,7 +13,8 @@ run). Two graphs are checked:
 
 Usage: ``python tools/check_imports.py [SRC_DIR]`` (default: ``src`` beside this folder). Prints
 each cycle with one import that closes it and exits 1 if there is any, else prints ``no import
-cycles`` with the graph sizes and exits 0.
+cycles`` with the graph sizes and exits 0. An import of an ``audioflex`` module that does not
+exist is reported (and fails) too.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def file_edges(src: Path) -> list[Edge]:
-    """Every internal import edge between the package's files."""
+def file_edges(src: Path, missing: list[str] | None = None) -> list[Edge]:
+    """Every internal import edge between the package's files; imports of ``audioflex`` modules
+    that do not exist are appended to ``missing`` (``path:line name``) when given."""
     modules = module_names(src)
     edges = []
     for mod, path in modules.items():
@@ -88,17 +90,23 @@ def file_edges(src: Path) -> list[Edge]:
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in _imports(tree):
             targets: list[str] = []
+            needed: list[str] = []  # modules the statement requires to exist
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
+                needed = list(targets)
             else:
                 base = node.module or ""
                 if node.level:
                     pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
                     pkg = pkg[: len(pkg) - (node.level - 1)]
                     base = ".".join([*pkg, base] if base else pkg)
+                needed = [base]
                 for a in node.names:
                     full = f"{base}.{a.name}"
                     targets.append(full if full in modules else base)
+            if missing is not None:
+                missing += [f"{path.relative_to(src)}:{node.lineno} {n}" for n in needed
+                            if n.startswith(PACKAGE) and n not in modules]
             for t in targets:
                 if not t.startswith(PACKAGE):
                     continue
@@ -170,10 +178,11 @@ def cycles(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[
 
 
 def report(src: Path) -> tuple[list[str], dict[str, int]]:
-    """(one line per cycle and the imports inside it, graph sizes)."""
-    edges = file_edges(src)
+    """(one line per cycle and the imports inside it, and per import of a missing module; graph sizes)."""
+    missing: list[str] = []
+    edges = file_edges(src, missing)
     modules = module_names(src)
-    lines: list[str] = []
+    lines: list[str] = [f"missing module: {m}" for m in missing]
     for comp in cycles(modules, [(e.source, e.target) for e in edges]):
         members = set(comp)
         lines.append("file cycle: " + " <-> ".join(comp))
@@ -197,7 +206,7 @@ def main(argv: list[str]) -> int:
         print(line)  # noqa: T201
     summary = f"{sizes['files']} files, {sizes['imports']} internal imports, {sizes['subpackages']} subpackages"
     if lines:
-        print(f"import cycles found ({summary})")  # noqa: T201
+        print(f"import problems found ({summary})")  # noqa: T201
         return 1
     print(f"no import cycles ({summary})")  # noqa: T201
     return 0
