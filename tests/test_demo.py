@@ -2,7 +2,7 @@
 
 import json
 
-from audioflex.demo import DemoSettings, run_demo
+from audioflex.apps.demo import DemoSettings, run_demo
 
 
 def test_quick_demo_writes_report_plot_and_checkpoints(tmp_path):

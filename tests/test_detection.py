@@ -15,21 +15,13 @@ from torch import nn
 
 from audioflex.audio.frontend.kaldi import KaldiFbank, KaldiFbankConfig
 from audioflex.audio.frontend.logmel import LogMel, LogMelConfig
-from audioflex.evaluate.detection import (
-    OverlapAdd,
-    frame_bce,
-    frame_scores,
-    iter_window_scores,
-    packed_frame_mask,
-    plan_windows,
-    sed_loss,
-    steps_valid_mask,
-)
+from audioflex.inference import OverlapAdd, Pipeline, frame_scores, iter_window_scores, plan_windows
 from audioflex.models.ast import AST, ElasticAST
+from audioflex.models.contract import ModelContract
 from audioflex.models.htsat import HTSAT
 from audioflex.models.outputs import AudioOutput
 from audioflex.packing import collate_packed
-from audioflex.pipeline import Pipeline
+from audioflex.train.losses import frame_bce, packed_frame_mask, sed_loss, steps_valid_mask
 
 SR = 32000
 
@@ -123,8 +115,8 @@ class StubModel(nn.Module):
     """Windows of 40 frames, steps of 10. Class 0 logit = the step's position j in its window;
     class 1 logit = the window's first sample of that step (content)."""
 
-    input_kind = "spectrogram"
-    step_frames, max_frames = 10, 40
+    contract = ModelContract(family="stub", input_kind="grid", num_classes=2, num_mel_bins=1, input_frames=40,
+                             native_frames=40, frame_step_frames=10, frame_steps=4)
 
     def __init__(self) -> None:
         super().__init__()
@@ -369,8 +361,8 @@ def test_plot_is_written(tmp_path):
 
 # ------------------------------------------------------------------------------- files, events
 def test_detect_files_tsv_json_round_trip_plots_and_bad_files(tmp_path):
+    from audioflex.apps.detect import detect_files
     from audioflex.checkpoints import save_checkpoint
-    from audioflex.evaluate.detection import detect_files
     from audioflex.evaluate.events import read_events_json, read_events_tsv
 
     model = tiny_htsat()

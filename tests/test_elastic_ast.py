@@ -120,7 +120,8 @@ def test_hidden_states_and_feature_head_split():
     out = model(b, return_layers=(1, 0))
     assert len(out.hidden_states) == 2 and out.hidden_states[0].shape == (b.num_tokens, 32)
     tokens, info, _ = model.forward_features(b)
-    logits, emb = model.forward_head(tokens, info, b.num_clips)
+    head = model.forward_head(tokens, info, b.num_clips)
+    logits, emb = head.clip_logits, head.embedding
     assert torch.allclose(logits, out.clip_logits) and torch.allclose(emb, out.embedding)
 
 

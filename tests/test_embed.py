@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 from audioflex import hear
+from audioflex.apps.embed import collect_inputs, embed_files, load_embeddings
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
 from audioflex.checkpoints.io import save_checkpoint
-from audioflex.embed import collect_inputs, embed_files, load_embeddings
 from audioflex.models.registry import create_model
 
 

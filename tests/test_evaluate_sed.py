@@ -10,14 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
+from audioflex.apps.sed import add_event_metrics, evaluate_events
 from audioflex.audio.frontend.logmel import LogMelConfig
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.data.readers import read_dataset
 from audioflex.evaluate.events import events_by_file
 from audioflex.evaluate.metrics import event_based_metrics, segment_based_metrics
-from audioflex.evaluate.sed import add_event_metrics, evaluate_events
+from audioflex.inference import Pipeline
 from audioflex.models.registry import create_model
-from audioflex.pipeline import Pipeline
 
 SR = 32000
 LABELS = ["alarm", "dog", "speech"]

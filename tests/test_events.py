@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from audioflex.data.records import Event as RecordEvent
+from audioflex.data.targets import events_to_frame_targets
 from audioflex.evaluate.events import (
     Event,
     FileEvent,
     as_event,
     events_by_file,
-    events_to_frame_targets,
     frames_to_events,
     read_events,
     read_events_json,

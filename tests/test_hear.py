@@ -14,9 +14,9 @@ from audioflex import hear
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
 from audioflex.audio.frontend.logmel import LogMelConfig
 from audioflex.audio.frontend.passt import PasstMelConfig
+from audioflex.audio.stream import AudioReader
 from audioflex.checkpoints.convert import get_converter
 from audioflex.checkpoints.io import load_state_checked, save_checkpoint
-from audioflex.hear.model import FileSource, TensorSource
 from audioflex.models.registry import create_model
 from fixture_paths import FIXTURES_DIR
 
@@ -178,7 +178,7 @@ def test_layer_pooling_definitions(ckpts: dict[str, Path]) -> None:
     # ElasticAST: per-window token means inside a packed batch equal each window alone
     m = hear.load_model(str(ckpts["elastic_ast"]), layers=[0])
     emb, _ = hear.get_timestamp_embeddings(x, m)
-    one = m.embed_waves(m._gather(TensorSource(x[0]), torch.tensor([8000]), m.level_samples[0]))
+    one = m.embed_waves(m._gather(AudioReader(x[0], m.sample_rate), torch.tensor([8000]), m.level_samples[0]))
     assert torch.allclose(emb[0, 10], one[0], atol=1e-5)
 
 
@@ -189,7 +189,7 @@ def test_streamed_file_equals_in_memory(ckpts: dict[str, Path], tmp_path: Path) 
     x = _noise(1.3, 1, 16000, seed=5) * 0.5
     sf.write(tmp_path / "a.wav", x[0].numpy(), 16000, subtype="FLOAT")
     emb, ts = hear.get_timestamp_embeddings(x, m)
-    blocks = list(m.iter_timestamp_blocks(FileSource(tmp_path / "a.wav", 16000)))
+    blocks = list(m.iter_timestamp_blocks(AudioReader(tmp_path / "a.wav", 16000)))
     assert len(blocks) > 1
     e2 = torch.cat([b[0] for b in blocks])
     assert torch.allclose(emb[0], e2, atol=1e-5)
@@ -252,7 +252,7 @@ def test_htsat_frame_mode_matches_direct_forward(ckpts: dict[str, Path]) -> None
     assert torch.allclose(emb[0, 2], (w0[0] + w0[1]) / 2, atol=1e-5)
     # blocks of a stream give the same vectors (windows are on a fixed grid)
     ms = hear.load_model(str(ckpts["htsat"]), hop_ms=40, stream_s=1.3)
-    blocks = list(ms.iter_timestamp_blocks(TensorSource(x[0])))
+    blocks = list(ms.iter_timestamp_blocks(AudioReader(x[0], ms.sample_rate)))
     assert len(blocks) > 3
     assert torch.allclose(torch.cat([b[0] for b in blocks]), emb[0], atol=1e-5)
     # the window mode is still available, and frame mode refuses other families / levels
@@ -272,8 +272,8 @@ def test_htsat_frame_mode_logits_and_layers(ckpts: dict[str, Path]) -> None:
     with torch.no_grad():
         image, steps, _ = m.net.spectrogram_to_image(spec, frames)
         tokens, hidden = m.net.forward_features(image, (0, 1))
-        logits = m.net.forward_head(tokens, steps)[2][0]  # [64, 5]: 80 ms steps
-        stage0 = m._unfold_steps(hidden[0])[0]  # block 0 (stage 0): 128 steps of 40 ms
+        logits = m.net.forward_head(tokens, steps).frame_logits[0]  # [64, 5]: 80 ms steps
+        stage0 = m.net.time_steps(hidden[0])[0]  # block 0 (stage 0): 128 steps of 40 ms
     assert stage0.shape == (128, 16)
     assert torch.allclose(emb[0, 3, :5], logits[1], atol=1e-5)  # 120 ms: centre of step 1
     assert torch.allclose(emb[0, 3, 5:21], (stage0[2] + stage0[3]) / 2, atol=1e-5)  # between 100 and 140 ms

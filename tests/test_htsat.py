@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 
 from audioflex.audio.frontend.base import build_frontend
 from audioflex.audio.frontend.logmel import LogMel, LogMelConfig, slaney_mel_filters
+from audioflex.audio.stream import Piece
 from audioflex.checkpoints import load_checkpoint, save_checkpoint
 from audioflex.checkpoints.convert.base import ConversionError
 from audioflex.checkpoints.convert.htsat import check_mel_matrix, convert_htsat, htsat_model_args, htsat_state_dict
 from audioflex.cli import app
-from audioflex.inference import Piece
+from audioflex.inference import Pipeline
 from audioflex.models.htsat import HTSAT, fold_spectrogram, unfold_image
 from audioflex.models.registry import create_model
-from audioflex.pipeline import Pipeline
 from conditioning import one_ulp_perturbations
 from fixture_paths import FIXTURES_DIR
 
@@ -269,12 +269,6 @@ def test_pipeline_window_tensors_reproduce_reference(io, tmp_path):
     assert (clip - io["out10.clipwise_output"][:1]).abs().max() <= 1e-4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pipeline._score_pieces calls model(spec) without the window's valid frames, so HTS-AT "
-    "sees 1001 real + 23 silence frames and cannot stretch the real ones (1.2e-2 off); passing "
-    "frames to models that take them (HTSAT) fixes it (see test_pipeline_window_tensors_reproduce_reference)",
-)
 def test_pipeline_tag_10s_wav_reproduces_reference(io, tmp_path):
     out = tmp_path / "htsat"
     res = CliRunner().invoke(app, ["convert", "htsat", str(FIX / "htsat.safetensors"), str(out)])
@@ -364,7 +358,7 @@ def _tiny(**kw) -> HTSAT:
 def test_tiny_config_float64_and_training():
     torch.manual_seed(0)
     m = _tiny(drop_path=0.1)
-    assert m.max_frames == 256 and m.num_steps == 32
+    assert m.contract.input_frames == 256 and m.num_steps == 32
     with torch.no_grad():
         o64 = m.double().eval()(torch.randn(2, 16, 200, dtype=torch.float64) * 10 - 40)
     assert o64.clip_logits.dtype == torch.float64 and o64.frame_logits.shape == (2, 32, 3)

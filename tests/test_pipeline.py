@@ -9,11 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
+from audioflex.audio.stream import iter_pieces
 from audioflex.checkpoints import save_checkpoint
 from audioflex.cli import app
-from audioflex.inference import iter_pieces
+from audioflex.inference import Pipeline
 from audioflex.models.registry import create_model
-from audioflex.pipeline import Pipeline
 
 runner = CliRunner()
 LABELS = ["siren", "knock", "hum"]
@@ -143,7 +143,7 @@ def test_cli_version_models_help_convert(tmp_path, fixtures_dir):
 
 
 def test_long_file_is_streamed_in_bounded_pieces(elastic_ckpt, tmp_path, monkeypatch):
-    import audioflex.inference as inf
+    import audioflex.audio.stream as inf
 
     wav = tmp_path / "long.wav"
     sf.write(wav, tone(20.0), 16000)
@@ -209,7 +209,7 @@ def test_tag_rejects_bad_top_k_and_frame_shift(elastic_ckpt, tmp_path):
     with pytest.raises(ValueError, match=r"outside \(0, 50\] ms"):
         Pipeline(pipe.model, KaldiFbankConfig(frame_shift_ms=1e6), LABELS)
     from audioflex.audio.frontend.logmel import LogMelConfig
-    from audioflex.pipeline import check_frame_shift
+    from audioflex.inference import check_frame_shift
 
     with pytest.raises(ValueError, match="fixed hop"):
         check_frame_shift(LogMelConfig(), 20.0)

@@ -11,14 +11,14 @@ import pytest
 import soundfile as sf
 import torch
 
+from audioflex.apps.probe import probe_task
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.hear.probe import (
     ProbeConfig,
     TaskError,
-    frames_to_events,
+    hear_events,
     onset_f_measure,
-    probe_task,
     read_task,
 )
 from audioflex.models.registry import create_model
@@ -123,16 +123,16 @@ def test_event_postprocessing_and_metric() -> None:
     p[20, 0] = 0.9  # a one-frame blip: removed by the median filter
     p[30:34, 1] = 0.8  # 1500..1650 ms: 150 ms
     p[36, 1] = 0.5  # not above the threshold (HEAR: prob > 0.5)
-    ev = frames_to_events(p, ts, ["a", "b"], median_ms=150, min_ms=125)
+    ev = hear_events(p, ts, ["a", "b"], median_ms=150, min_ms=125)
     assert ev == [{"label": "a", "start": 200.0, "end": 550.0}, {"label": "b", "start": 1500.0, "end": 1650.0}]
-    assert [e["label"] for e in frames_to_events(p, ts, ["a", "b"], median_ms=150, min_ms=200)] == ["a"]
+    assert [e["label"] for e in hear_events(p, ts, ["a", "b"], median_ms=150, min_ms=200)] == ["a"]
     # an even median width (HEAR does not force it odd): 100 ms / 50 ms = 2 frames
     q = np.zeros((10, 1))
     q[3:6, 0] = 0.9
     from scipy.ndimage import median_filter
 
     want = median_filter(q, size=(2, 1))[:, 0] > 0.5
-    got = frames_to_events(q, ts[:10], ["a"], median_ms=100, min_ms=0)
+    got = hear_events(q, ts[:10], ["a"], median_ms=100, min_ms=0)
     idx = np.flatnonzero(want)
     assert got == [{"label": "a", "start": ts[idx[0]], "end": ts[idx[-1]]}]
     ref = {"f": [{"label": "a", "start": 250.0, "end": 400.0}, {"label": "a", "start": 1000.0, "end": 1200.0},
@@ -184,7 +184,7 @@ def test_probe_event_score_equals_direct_sed_eval() -> None:
         return [{"event_label": e["label"], "event_onset": e["start"] / 1000.0, "event_offset": e["end"] / 1000.0,
                  "file": f} for e in events.get(f, [])]
 
-    est = {f: frames_to_events(p, t, labels, median_ms=250.0, min_ms=125.0) for f, p, t in zip(files, probs, stamps)}
+    est = {f: hear_events(p, t, labels, median_ms=250.0, min_ms=125.0) for f, p, t in zip(files, probs, stamps)}
     assert sum(map(len, est.values())) > 0
     metric = sed_eval.sound_event.EventBasedMetrics(event_label_list=labels, evaluate_onset=True,
                                                     evaluate_offset=False, t_collar=0.2, percentage_of_length=0.5)

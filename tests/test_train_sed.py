@@ -15,9 +15,9 @@ import torch
 from audioflex.checkpoints.io import load_checkpoint
 from audioflex.data.datasets import FrameTargetSpec, SpectrogramDataset, TrainCollator, WaveformDataset, is_strong
 from audioflex.data.readers import read_dataset
-from audioflex.evaluate.detection import frame_bce
 from audioflex.models.registry import create_model
 from audioflex.train import train
+from audioflex.train.losses import frame_bce
 
 SR = 16000
 CLIP_S = 2.5

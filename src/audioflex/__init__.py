@@ -27,7 +27,7 @@ _LAZY = {
     "save_checkpoint": "audioflex.checkpoints",
     "load_checkpoint": "audioflex.checkpoints",
     "CheckpointError": "audioflex.checkpoints",
-    "Pipeline": "audioflex.pipeline",
+    "Pipeline": "audioflex.inference.pipeline",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from audioflex.bench import machine
+from audioflex.hear.model import EmbeddingModel
 
 
 def _default(family: str) -> tuple[str, dict[str, Any], Any]:
@@ -53,7 +54,7 @@ def make_checkpoint(family: str, out: str | Path, model_args: dict[str, Any] | N
     return save_checkpoint(out, model, frontend=fe)
 
 
-def loop_timestamp_embeddings(model: Any, audio: torch.Tensor) -> torch.Tensor:
+def loop_timestamp_embeddings(model: EmbeddingModel, audio: torch.Tensor) -> torch.Tensor:
     """The reference approach: one front-end + model forward per window. ``audio [N]`` -> ``[T, D]``."""
     win = model.level_samples[0]
     left = win // 2
@@ -115,6 +116,7 @@ def bench_embed(
         loop on the same audio) and, with ``memory``, ``long_file`` (peak RSS MB etc.).
     """
     from audioflex.hear import load_model
+    from audioflex.models.registry import registered_name
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,9 +134,9 @@ def bench_embed(
             batched = _rate(lambda a=audio, m=model: m.timestamp_embeddings(a), seconds)
             loop = _rate(lambda a=short, m=model: loop_timestamp_embeddings(m, a[0]), loop_seconds)
             res: dict[str, Any] = {
-                "model_name": getattr(model.net, "model_name", ""),
+                "model_name": registered_name(model.net) or "",
                 "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 3),
-                "num_blocks": _blocks(model.net),
+                "num_blocks": model.contract.num_blocks,
                 "embedding_size": model.timestamp_embedding_size,
                 "timestamp_mode": "frames" if model.frames_mode else "window",
                 "batched_audio_s_per_s": round(batched, 2),
@@ -165,12 +167,6 @@ def bench_embed(
     }
 
 
-def _blocks(net: Any) -> int:
-    if hasattr(net, "blocks"):
-        return len(net.blocks)
-    return sum(len(stage.blocks) for stage in net.layers)
-
-
 def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 50.0, window_ms: float = 160.0,
                      workdir: str | Path | None = None) -> dict[str, Any]:
     """Peak RSS (MB) of ``embed_files`` on a ``seconds``-long WAV, in a fresh subprocess."""
@@ -190,7 +186,7 @@ def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 
         code = (
             "import json, resource, sys, time\n"
             "from audioflex.hear import load_model\n"
-            "from audioflex.embed import embed_files\n"
+            "from audioflex.apps.embed import embed_files\n"
             "a = json.loads(sys.argv[1])\n"
             "m = load_model(a['ck'], hop_ms=a['hop'], window_ms=a['win'])\n"
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"

@@ -45,6 +45,7 @@ def bench_train_step(
     ``batch`` clips of ``seconds`` (spectrograms precomputed by its default front end; one
     warm-up step, then the mean of ``steps``)."""
     from audioflex.audio.frontend.base import build_frontend
+    from audioflex.models.contract import contract_of
     from audioflex.models.registry import create_model, default_frontend
 
     torch.manual_seed(seed)
@@ -53,15 +54,15 @@ def bench_train_step(
     wave = 0.1 * torch.randn(batch, round(seconds * fe.sample_rate))
     with torch.no_grad():
         spec, frames = fe(wave)
-    if getattr(model, "max_frames", None):
-        spec, frames = spec[..., : model.max_frames], frames.clamp(max=model.max_frames)
+    window = contract_of(model).input_frames
+    if window is not None and contract_of(model).pads_to_window:  # HTS-AT takes at most its window
+        spec, frames = spec[..., :window], frames.clamp(max=window)
     targets = torch.zeros(batch, model.num_classes)
     targets[:, :3] = 1.0
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    is_htsat = hasattr(model, "step_frames")
 
     def step() -> None:
-        out = model(spec, frames) if is_htsat else model(spec)
+        out = model(spec, frames)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(out.clip_logits, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,7 +117,7 @@ def bench_detect(
     """Detection on a generated ``seconds``-long file with a randomly initialised ``model``:
     wall time (file generation excluded), real-time factor and peak RSS of this process."""
     from audioflex.audio.frontend.base import build_frontend
-    from audioflex.evaluate.detection import frame_scores
+    from audioflex.inference.frames import frame_scores
     from audioflex.models.registry import create_model, default_frontend
 
     torch.manual_seed(0)

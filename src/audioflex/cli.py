@@ -147,13 +147,14 @@ def convert(
     from audioflex.checkpoints import load_state_checked, save_checkpoint
     from audioflex.checkpoints.convert import get_converter
     from audioflex.checkpoints.convert.labels import choose_labels
+    from audioflex.models.contract import contract_of
     from audioflex.models.registry import create_model
 
     conv = get_converter(fmt).convert(src, **_parse_options(option))
     model = create_model(conv.model_name, **conv.model_args)
     strict = not any("strict=False" in n for n in conv.notes)
     load_state_checked(model, conv.state_dict, strict=strict, source=str(src))
-    names, label_notes = choose_labels(labels, conv.labels, getattr(model, "num_classes", None))
+    names, label_notes = choose_labels(labels, conv.labels, contract_of(model).num_classes)
     save_checkpoint(dst, model, frontend=conv.frontend, labels=names)
     n = sum(p.numel() for p in model.parameters())
     out.print(f"wrote {dst} ({conv.model_name}, {n / 1e6:.2f} M parameters)")
@@ -177,7 +178,7 @@ def tag(
 ) -> None:
     """Tag audio files with a checkpoint's labels (bad files are reported, the others tagged; exit 1
     if any failed)."""
-    from audioflex.pipeline import Pipeline
+    from audioflex.inference.pipeline import Pipeline
 
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1 (labels per file), got {top_k}")
@@ -219,7 +220,7 @@ def _check_shift_option(checkpoint: Path, shift: float) -> None:
     """``--frame-shift-ms`` against the checkpoint's front end, before the model is loaded."""
     from audioflex.audio.frontend.base import frontend_config_from_dict
     from audioflex.checkpoints import read_meta
-    from audioflex.pipeline import check_frame_shift
+    from audioflex.inference.pipeline import check_frame_shift
 
     fe = read_meta(checkpoint).get("frontend")
     try:
@@ -255,10 +256,11 @@ def evaluate(
     """Evaluate checkpoints at several lengths and frame shifts: table, JSON and plot."""
     from tqdm import tqdm
 
+    from audioflex.apps.lengths import evaluate_lengths
+    from audioflex.apps.sed import add_event_metrics
     from audioflex.checkpoints import read_meta
     from audioflex.data.readers import read_dataset
-    from audioflex.evaluate.lengths import EvalItem, evaluate_lengths, format_table, plot_reports, write_json
-    from audioflex.evaluate.sed import add_event_metrics
+    from audioflex.evaluate.lengths import EvalItem, format_table, plot_reports, write_json
 
     ds = read_dataset(data)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
@@ -340,7 +342,7 @@ def demo(
     quick: bool = typer.Option(False, help="A seconds-long smoke run (tiny data and models)."),
 ) -> None:
     """The built-in demo: ElasticAST vs a fixed-length AST across lengths and frame shifts (~15 min on CPU)."""
-    from audioflex.demo import DemoSettings, run_demo
+    from audioflex.apps.demo import DemoSettings, run_demo
 
     result = run_demo(out_dir, DemoSettings.quick() if quick else DemoSettings(), say=out.print)
     out.print(f"[bold]report:[/] {result.report}")
@@ -368,7 +370,7 @@ def embed(
 ) -> None:
     """Embeddings of audio files on disk; resumable (files already done are skipped). Bad inputs are
     reported one line each after the good ones are embedded (exit 1)."""
-    from audioflex.embed import embed_files
+    from audioflex.apps.embed import embed_files
 
     report = embed_files(
         inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, **_parse_options(option)
@@ -401,7 +403,8 @@ def probe(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Shallow-probe evaluation (the HEAR kit's MLP on frozen embeddings); prints the scores as JSON."""
-    from audioflex.hear.probe import ProbeConfig, probe_heareval_dir, probe_task
+    from audioflex.apps.probe import probe_task
+    from audioflex.hear.probe import ProbeConfig, probe_heareval_dir
 
     cfg = ProbeConfig(grid_points=grid_points, max_epochs=max_epochs, standardize=standardize, seed=seed,
                       stop_on_nan=stop_on_nan)
@@ -479,7 +482,7 @@ def detect(
     """Sound event detection on files of any length: events with onsets and offsets."""
     import tempfile
 
-    from audioflex.evaluate.detection import detect_files
+    from audioflex.apps.detect import detect_files
 
     target = out_path
     tmp = None

@@ -197,7 +197,7 @@ def collate_packed(
     generator: torch.Generator | None = None,
 ) -> PackedBatch:
     """Build one :class:`PackedBatch` from ``[F, T_i]`` spectrograms (a DataLoader ``collate_fn``
-    core; wrap it with ``functools.partial`` or use :class:`PackedCollator`).
+    core; wrap it with ``functools.partial``).
 
     In training (``train=True``) a clip with more than ``max_tokens`` tokens is randomly cropped in
     time to fit; at inference it is kept whole (never silently cropped). ``pad_to`` appends a
@@ -269,30 +269,3 @@ def unpack(outputs: Sequence[torch.Tensor], batches: Sequence[PackedBatch]) -> t
 def packing_fill(batches: Sequence[PackedBatch], max_tokens: int) -> float:
     """Fraction of the token budget used by real tokens over ``batches``."""
     return sum(b.num_tokens for b in batches) / (max_tokens * len(batches)) if batches else 0.0
-
-
-class PackedCollator:
-    """Picklable ``collate_fn`` for DataLoaders yielding ``(spec [F, T], target)`` items.
-
-    Use with a batch sampler that plans token budgets (see ``audioflex.data.samplers``).
-    """
-
-    def __init__(
-        self, *, patch: int = 16, max_tokens: int | None = None, train: bool = False, pad_value: float = 0.0
-    ) -> None:
-        self.patch = patch
-        self.max_tokens = max_tokens
-        self.train = train
-        self.pad_value = pad_value
-
-    def __call__(self, items: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> PackedBatch:
-        specs = [it[0] for it in items]
-        targets = [it[1] for it in items]
-        return collate_packed(
-            specs,
-            patch=self.patch,
-            targets=targets,
-            max_tokens=self.max_tokens,
-            train=self.train,
-            pad_value=self.pad_value,
-        )

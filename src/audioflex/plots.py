@@ -51,7 +51,7 @@ def plot_detection(
 
     Args:
         path: output ``.png`` (parent folders are created).
-        scores: ``audioflex.evaluate.detection.FrameScores`` (``probs [T', C]``, ``frame_hop_s``,
+        scores: ``audioflex.inference.frames.FrameScores`` (``probs [T', C]``, ``frame_hop_s``,
             ``labels``, ``duration_s``; ``spectrogram [F, T_s]`` and ``spec_hop_s`` if kept).
         events: detected events (``onset``, ``offset`` in seconds, ``label``).
         top_k: classes drawn in the activity panel (classes with events are always drawn).

@@ -98,10 +98,11 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     from audioflex import __version__
-    from audioflex.models.registry import default_frontend
+    from audioflex.models.contract import declared_contract
+    from audioflex.models.registry import default_frontend, registered_args, registered_name
 
-    name = model_name or getattr(model, "model_name", None)
-    args = model_args if model_args is not None else getattr(model, "model_args", None)
+    name = model_name or registered_name(model)
+    args = model_args if model_args is not None else registered_args(model)
     if name is None or args is None:
         raise CheckpointError(
             "save_checkpoint: the model carries no model_name/model_args; build it with "
@@ -114,7 +115,8 @@ def save_checkpoint(
             frontend = default_frontend(name, args)
         except KeyError:  # a model_name the registry does not know: no front end to default to
             frontend = None
-    n_classes = getattr(model, "num_classes", None)
+    declared = declared_contract(model)
+    n_classes = declared.num_classes if declared is not None else None
     if labels is not None and n_classes is not None and len(labels) != n_classes:
         raise CheckpointError(f"save_checkpoint: {len(labels)} labels for a model with {n_classes} classes")
     meta = {
@@ -210,6 +212,7 @@ def load_checkpoint(
     """
     from safetensors.torch import load_file
 
+    from audioflex.models.contract import declared_contract
     from audioflex.models.registry import create_model
 
     path = Path(path)
@@ -225,7 +228,8 @@ def load_checkpoint(
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from e
     load_state_checked(model, state, strict=strict, source=str(path / WEIGHTS))
-    labels, n_classes = meta.get("labels"), getattr(model, "num_classes", None)
+    declared = declared_contract(model)
+    labels, n_classes = meta.get("labels"), declared.num_classes if declared is not None else None
     if labels is not None and n_classes is not None and len(labels) != n_classes:
         raise CheckpointError(
             f"{path / CONFIG}: {len(labels)} labels for a model with {n_classes} classes; "

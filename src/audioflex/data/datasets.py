@@ -46,6 +46,7 @@ from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_fronte
 from audioflex.audio.io import AudioError, audio_info, load_audio_with_info, truncation_note
 from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.data.samplers import derive_seed
+from audioflex.data.targets import frame_targets_for
 from audioflex.packing import PackedBatch, collate_packed, num_tokens, plan_batches
 
 logger = logging.getLogger(__name__)
@@ -472,8 +473,6 @@ class SpectrogramDataset(Dataset):
         valid = min(valid, steps)
         strong = record is not None and is_strong(record)
         if strong:
-            from audioflex.evaluate.detection import frame_targets_for
-
             offset = meta["offset_s"] + meta["crop_start"] * hop_s
             target = frame_targets_for(
                 record.events, spec.labels, steps, spec.step_frames * hop_s, rule=spec.rule, offset_s=offset

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -70,6 +71,45 @@ class Event:
                 f"Event {self.label!r}: need 0 <= onset <= offset, "
                 f"got onset={self.onset}, offset={self.offset}"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEvent(Event):
+    """An :class:`Event` that also names its audio file (what :func:`frames_to_events` returns when
+    given a ``filename``, and what a flat event list written to TSV needs)."""
+
+    filename: str = ""
+
+
+
+def as_event(obj: Any, *, where: str = "event") -> Event:
+    """An :class:`Event` from an ``Event``-like object (``onset``, ``offset``, ``label`` or
+    ``event_label`` attributes), a dict with those keys, or an ``(onset, offset, label)`` tuple.
+    A ``filename`` attribute/key is kept (as a :class:`FileEvent`)."""
+    if isinstance(obj, Event):
+        return obj
+    if isinstance(obj, Mapping):
+        get = obj.get
+    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
+        return Event(float(obj[0]), float(obj[1]), str(obj[2]))
+    else:
+
+        def get(key: str, default: Any = None) -> Any:
+            return getattr(obj, key, default)
+
+    label = get("label", None)
+    if label is None:
+        label = get("event_label", None)
+    onset, offset = get("onset", None), get("offset", None)
+    if onset is None or offset is None or label is None:
+        raise TypeError(
+            f"{where}: cannot read an event from {obj!r}; give an Event, a dict with "
+            "onset/offset/event_label (or label), or an (onset, offset, label) tuple"
+        )
+    filename = get("filename", None)
+    if filename:
+        return FileEvent(float(onset), float(offset), str(label), str(filename))
+    return Event(float(onset), float(offset), str(label))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Evaluation: clip and SED metrics, event post-processing, any-length inference.
+"""Evaluation is pure scoring: clip and SED metrics, event post-processing, report I/O.
 
-``metrics`` and ``events`` are re-exported here; ``detection`` (sliding-window inference) and
-``lengths`` are imported from their modules. ``sed_eval`` / ``psds_eval`` load only when an SED
-metric is called.
+Nothing here calls a model: the runners that do (file-level detection, evaluation at several
+lengths, event-dataset evaluation) are in :mod:`audioflex.apps`, any-length inference in
+:mod:`audioflex.inference`. ``metrics`` and ``events`` are re-exported here; ``lengths`` (report
+tables, JSON and plots) and ``sed`` (event-metric reports) are imported from their modules.
+``sed_eval`` / ``psds_eval`` load only when an SED metric is called.
 """
 
 from audioflex.evaluate.events import (
@@ -10,7 +12,6 @@ from audioflex.evaluate.events import (
     FileEvent,
     as_event,
     events_by_file,
-    events_to_frame_targets,
     frames_to_events,
     read_events,
     read_events_json,
@@ -44,7 +45,6 @@ __all__ = [
     "d_prime",
     "event_based_metrics",
     "events_by_file",
-    "events_to_frame_targets",
     "frames_to_events",
     "mean_auc",
     "mean_average_precision",

@@ -1,4 +1,5 @@
-"""Sound events: frame activity -> events, events -> frame targets, DESED TSV / JSON files.
+"""Sound events: frame activity -> events, DESED TSV / JSON files (events -> frame targets for
+training: :mod:`audioflex.data.targets`).
 
 Time is in seconds. Frame ``t`` of a frame-wise output with hop ``h`` covers ``[t * h, (t + 1) * h)``
 (plus an optional ``offset_s``), so an event made of frames ``a..b`` spans ``[a * h, (b + 1) * h)``.
@@ -12,7 +13,6 @@ than ``merge_gap_s`` -> drop events shorter than ``min_duration_s`` -> seconds (
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -23,7 +23,7 @@ from typing import Any, Union
 import numpy as np
 from scipy.ndimage import median_filter
 
-from audioflex.data.records import Event
+from audioflex.data.records import Event, FileEvent, as_event
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ __all__ = [
     "TSV_HEADER",
     "as_event",
     "events_by_file",
-    "events_to_frame_targets",
     "frames_to_events",
     "median_filter_frames",
     "read_events",
@@ -49,45 +48,7 @@ _EPS = 1e-9  # tolerance (in frames or seconds) for "shorter than" and frame-bou
 PerClass = Union[float, Sequence[float], Mapping[str, float], np.ndarray]
 
 
-@dataclasses.dataclass(frozen=True)
-class FileEvent(Event):
-    """An :class:`Event` that also names its audio file (what :func:`frames_to_events` returns when
-    given a ``filename``, and what a flat event list written to TSV needs)."""
-
-    filename: str = ""
-
-
 # ------------------------------------------------------------------------------------ conversion
-def as_event(obj: Any, *, where: str = "event") -> Event:
-    """An :class:`Event` from an ``Event``-like object (``onset``, ``offset``, ``label`` or
-    ``event_label`` attributes), a dict with those keys, or an ``(onset, offset, label)`` tuple.
-    A ``filename`` attribute/key is kept (as a :class:`FileEvent`)."""
-    if isinstance(obj, Event):
-        return obj
-    if isinstance(obj, Mapping):
-        get = obj.get
-    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
-        return Event(float(obj[0]), float(obj[1]), str(obj[2]))
-    else:
-
-        def get(key: str, default: Any = None) -> Any:
-            return getattr(obj, key, default)
-
-    label = get("label", None)
-    if label is None:
-        label = get("event_label", None)
-    onset, offset = get("onset", None), get("offset", None)
-    if onset is None or offset is None or label is None:
-        raise TypeError(
-            f"{where}: cannot read an event from {obj!r}; give an Event, a dict with "
-            "onset/offset/event_label (or label), or an (onset, offset, label) tuple"
-        )
-    filename = get("filename", None)
-    if filename:
-        return FileEvent(float(onset), float(offset), str(label), str(filename))
-    return Event(float(onset), float(offset), str(label))
-
-
 def events_by_file(events: Iterable[Any]) -> dict[str, list[Event]]:
     """Group a flat list of events that carry a ``filename`` into ``{filename: [Event]}`` (plain
     :class:`Event` values, sorted by onset)."""
@@ -249,53 +210,6 @@ def frames_to_events(
 
 
 # ---------------------------------------------------------------------------- events -> frames
-def events_to_frame_targets(
-    events: Iterable[Any],
-    labels: Sequence[str],
-    num_frames: int,
-    frame_hop_s: float,
-    *,
-    rule: str = "any",
-    offset_s: float = 0.0,
-) -> np.ndarray:
-    """Strong labels -> frame targets ``[num_frames, C]`` (float32, 0/1) for frame-level training.
-
-    Frame ``t`` covers ``[offset_s + t * hop, offset_s + (t + 1) * hop)``. With ``rule="any"`` a frame
-    is active if the event overlaps it at all (a zero-length event marks the frame holding its
-    onset); with ``rule="half"`` only if the overlap is at least half a frame. Parts of events
-    outside the frames are ignored. Unknown labels raise ``ValueError``.
-    """
-    if rule not in ("any", "half"):
-        raise ValueError(f"rule must be 'any' or 'half', got {rule!r}")
-    if num_frames < 0:
-        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
-    if not (frame_hop_s > 0 and math.isfinite(frame_hop_s)):
-        raise ValueError(f"frame_hop_s must be a positive number of seconds, got {frame_hop_s}")
-    labels = list(labels)
-    index = {lab: i for i, lab in enumerate(labels)}
-    out = np.zeros((num_frames, len(labels)), dtype=np.float32)
-    t = np.arange(num_frames, dtype=np.float64)
-    for i, e in enumerate(events):
-        ev = as_event(e, where=f"events[{i}]")
-        if ev.label not in index:
-            raise ValueError(
-                f"events[{i}]: label {ev.label!r} is not among the {len(labels)} labels "
-                f"({labels[:8]}{'...' if len(labels) > 8 else ''})"
-            )
-        a = (ev.onset - offset_s) / frame_hop_s
-        b = (ev.offset - offset_s) / frame_hop_s
-        if b - a <= _EPS:  # zero-length: the frame holding the onset
-            if rule == "any":
-                k = math.floor(a + _EPS)
-                if 0 <= k < num_frames:
-                    out[k, index[ev.label]] = 1.0
-            continue
-        overlap = np.minimum(b, t + 1) - np.maximum(a, t)
-        need = _EPS if rule == "any" else 0.5 - _EPS
-        out[overlap >= need, index[ev.label]] = 1.0
-    return out
-
-
 # ------------------------------------------------------------------------------------------ files
 EventsInput = Union[Mapping[str, Iterable[Any]], Iterable[Any]]
 

@@ -1,10 +1,7 @@
-"""Sound event detection scores of a checkpoint on a strongly labelled dataset.
+"""Sound event detection reports: event- and segment-based F1 and PSDS of estimated events.
 
-:func:`evaluate_events` runs a frame-head model (HTS-AT, or ElasticAST with ``frame_head=True``)
-over every clip at its full length (sliding windows + overlap-add,
-:func:`audioflex.evaluate.detection.frame_scores`, the same path as ``Pipeline.detect``), turns
-the frame probabilities into events with the given post-processing and compares them with the
-records' strong labels through the ``sed_eval`` wrappers of :mod:`audioflex.evaluate.metrics`:
+:func:`event_report` scores the events a frame-head model estimated for a strongly labelled
+dataset against the references through the ``sed_eval`` wrappers of :mod:`audioflex.evaluate.metrics`:
 
 * event-based metrics (DCASE task 4 settings: onset collar 200 ms, offset collar
   ``max(200 ms, 20 % of the reference event's length)``),
@@ -12,32 +9,26 @@ records' strong labels through the ``sed_eval`` wrappers of :mod:`audioflex.eval
 * PSDS (DCASE scenario 1 settings, over a grid of decision thresholds) when the optional
   ``psds_eval`` package is importable; otherwise ``psds`` is ``None`` with a note.
 
-Only the dataset's classes are scored (``labels``; default: every label of the records): estimated
-events of other classes of a larger model (e.g. AudioSet's 527) are dropped and counted in
-``ignored_estimated_events``.
-
-:func:`add_event_metrics` is what ``audioflex evaluate`` calls for event datasets: it adds an
-``events`` entry per checkpoint to the report JSON and prints a summary.
+The runner that produces the events (a checkpoint over every clip, sliding windows +
+overlap-add) is :func:`audioflex.apps.sed.evaluate_events`; :func:`summary_line` is the one-line
+summary ``audioflex evaluate`` prints.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
-from audioflex.audio.io import AudioError, load_audio
 from audioflex.data.records import ClipRecord
 from audioflex.evaluate.events import Event, PerClass
+from audioflex.evaluate.metrics import event_based_metrics, psds, segment_based_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PSDS_THRESHOLDS", "add_event_metrics", "evaluate_events", "has_events"]
+__all__ = ["PSDS_THRESHOLDS", "event_report", "has_events", "psds_available", "summary_line"]
 
 PSDS_THRESHOLDS = tuple(float(x) for x in np.round(np.linspace(0.02, 0.98, 49), 4))
 _PSDS_NOTE = "psds_eval is not installed (pip install psds_eval); PSDS skipped"
@@ -48,175 +39,14 @@ def has_events(records: Sequence[ClipRecord]) -> bool:
     return any(r.events for r in records)
 
 
-def _keys(records: Sequence[ClipRecord]) -> list[str]:
-    """A unique file key per record: its path (``path#k`` for repeated paths)."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        k = str(r.path)
-        n = seen.get(k, 0)
-        seen[k] = n + 1
-        out.append(k if n == 0 else f"{k}#{n}")
-    return out
-
-
-def _source(record: ClipRecord, sample_rate: int) -> str | torch.Tensor:
-    """The clip as a path (whole file, streamed) or a loaded waveform (a part of a file)."""
-    if record.start == 0.0 and record.end is None:
-        return str(record.path)
-    dur = None if record.end is None else record.end - record.start
-    return load_audio(record.path, sample_rate, offset=record.start, duration=dur)
-
-
-def _psds_available() -> bool:
+def psds_available() -> bool:
+    """Whether the optional ``psds_eval`` (and ``pandas``) import."""
     try:
         import pandas  # noqa: F401
         import psds_eval  # noqa: F401
     except ImportError:
         return False
     return True
-
-
-def evaluate_events(
-    checkpoint: str | Path | Any,
-    records: Sequence[ClipRecord],
-    *,
-    thresholds: PerClass = 0.5,
-    median_filter_s: PerClass = 0.0,
-    min_duration_s: PerClass = 0.0,
-    merge_gap_s: PerClass = 0.0,
-    labels: Sequence[str] | None = None,
-    t_collar: float = 0.2,
-    percentage_of_length: float = 0.2,
-    time_resolution: float = 1.0,
-    psds_thresholds: Sequence[float] | None = PSDS_THRESHOLDS,
-    hop: float = 0.5,
-    device: str = "cpu",
-    batch_size: int = 8,
-    progress: Callable[[int], Any] | None = None,
-) -> dict[str, Any]:
-    """Event- and segment-based F1 (and PSDS if ``psds_eval`` is installed) of a checkpoint.
-
-    Args:
-        checkpoint: an audioflex checkpoint directory or a ready ``Pipeline`` (frame-head model).
-        records: clips with strong labels (``ClipRecord.events``, seconds from the clip start).
-        thresholds, median_filter_s, min_duration_s, merge_gap_s: event post-processing
-            (:func:`audioflex.evaluate.events.frames_to_events`; one value, one per class or a
-            ``{label: value}`` dict over the model's labels).
-        labels: classes to score (default: every label of the records' events and clip labels).
-        t_collar, percentage_of_length: event-based matching (onset collar in s; offset collar
-            ``max(t_collar, percentage_of_length * reference length)``).
-        time_resolution: segment length of the segment-based metrics (s).
-        psds_thresholds: decision thresholds of the PSDS operating points (``None``: no PSDS).
-        hop: window hop (fraction of the model's window).
-        device, batch_size: where and how many windows per forward.
-        progress: called with 1 after each clip.
-
-    Returns:
-        JSON-ready dict: ``event_based`` and ``segment_based`` (the dicts of
-        :func:`~audioflex.evaluate.metrics.event_based_metrics` /
-        :func:`~audioflex.evaluate.metrics.segment_based_metrics`), ``psds`` (float or ``None``)
-        and ``psds_note``, ``labels``, ``postprocessing``, ``frame_hop_s``, ``num_files``,
-        ``num_reference_events``, ``num_estimated_events``, ``ignored_estimated_events``,
-        ``skipped`` (unreadable files, logged and left out).
-
-    Raises:
-        ValueError: no records, no strong labels, event labels unknown to the model, or a model
-            without a frame-wise head.
-    """
-    from audioflex.evaluate.detection import plan_windows, scores_to_events
-    from audioflex.evaluate.metrics import event_based_metrics, segment_based_metrics
-    from audioflex.pipeline import Pipeline
-
-    if not records:
-        raise ValueError("evaluate_events: no records to evaluate")
-    if not has_events(records):
-        raise ValueError(
-            "evaluate_events: the records carry no strong labels (events); read a DESED-style "
-            "TSV (read_dataset(tsv, kind='strong'))"
-        )
-    if isinstance(checkpoint, Pipeline):
-        pipe = checkpoint
-    else:
-        pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=batch_size, window_hop=hop)
-    plan_windows(pipe.model, pipe.frontend, hop=pipe.window_hop)  # no frame head: clear ValueError
-    model_labels = list(pipe.labels)
-    found = sorted({e.label for r in records for e in r.events} | {x for r in records for x in r.labels})
-    unknown = sorted(set(found) - set(model_labels))
-    if unknown:
-        raise ValueError(
-            f"evaluate_events: label(s) {unknown[:5]} of the dataset are not among the checkpoint's "
-            f"{len(model_labels)} labels; evaluate a checkpoint trained on these classes"
-        )
-    scored = list(labels) if labels is not None else found
-    bad = sorted(set(scored) - set(model_labels))
-    if bad:
-        raise ValueError(f"evaluate_events: labels {bad[:5]} are not among the checkpoint's labels")
-    keep = set(scored)
-    post = {"thresholds": thresholds, "median_filter_s": median_filter_s,
-            "min_duration_s": min_duration_s, "merge_gap_s": merge_gap_s}
-    from audioflex.evaluate.events import frames_to_events
-
-    frames_to_events(np.zeros((1, len(model_labels))), 1.0, model_labels, **post)  # bad options fail early
-
-    want_psds = psds_thresholds is not None and len(psds_thresholds) > 0 and _psds_available()
-    reference: dict[str, list[Event]] = {}
-    estimated: dict[str, list[Event]] = {}
-    by_thr: dict[float, dict[str, list[Event]]] = {float(t): {} for t in (psds_thresholds or ())}
-    durations: dict[str, float] = {}
-    skipped: list[str] = []
-    ignored = 0
-    frame_hop = None
-    for key, rec in zip(_keys(records), records):
-        try:
-            scores = pipe.frame_scores(_source(rec, pipe.sample_rate))
-        except (AudioError, OSError) as e:
-            logger.warning("evaluate_events: skipping %s (%s)", key, e)
-            skipped.append(key)
-            continue
-        frame_hop = scores.frame_hop_s
-        events = scores_to_events(scores, **post)
-        ignored += sum(e.label not in keep for e in events)
-        estimated[key] = [Event(e.onset, e.offset, e.label) for e in events if e.label in keep]
-        reference[key] = [e for e in rec.events if e.label in keep]
-        durations[key] = max(scores.duration_s, max((e.offset for e in rec.events), default=0.0))
-        if want_psds:
-            for t in by_thr:
-                evs = scores_to_events(scores, **{**post, "thresholds": t})
-                by_thr[t][key] = [Event(e.onset, e.offset, e.label) for e in evs if e.label in keep]
-        if progress is not None:
-            progress(1)
-    if not reference:
-        raise ValueError(f"evaluate_events: none of the {len(records)} files could be read (see the log)")
-    event = event_based_metrics(reference, estimated, t_collar=t_collar,
-                                percentage_of_length=percentage_of_length, labels=scored)
-    segment = segment_based_metrics(reference, estimated, time_resolution=time_resolution,
-                                    durations=durations, labels=scored)
-    result: dict[str, Any] = {
-        "labels": scored,
-        "postprocessing": {k: _jsonable(v) for k, v in post.items()},
-        "frame_hop_s": frame_hop,
-        "num_files": len(reference),
-        "num_reference_events": sum(len(v) for v in reference.values()),
-        "num_estimated_events": sum(len(v) for v in estimated.values()),
-        "ignored_estimated_events": ignored,
-        "event_based": {"t_collar": t_collar, "percentage_of_length": percentage_of_length, **event},
-        "segment_based": {"time_resolution": time_resolution, **segment},
-        "psds": None,
-        "psds_note": None,
-        "skipped": skipped,
-    }
-    if psds_thresholds is None or len(psds_thresholds) == 0:
-        result["psds_note"] = "PSDS not requested"
-    elif not want_psds:
-        result["psds_note"] = _PSDS_NOTE
-        logger.info(_PSDS_NOTE)
-    else:
-        from audioflex.evaluate.metrics import psds
-
-        result["psds"] = psds(reference, by_thr, durations)
-        result["psds_note"] = f"DCASE scenario 1 settings over {len(by_thr)} thresholds"
-    return result
 
 
 def _jsonable(v: Any) -> Any:
@@ -227,51 +57,8 @@ def _jsonable(v: Any) -> Any:
     return float(v)
 
 
-def add_event_metrics(
-    report_json: str | Path,
-    checkpoints: Sequence[str | Path],
-    records: Sequence[ClipRecord],
-    *,
-    device: str = "cpu",
-    say: Callable[[str], Any] | None = None,
-    **options: Any,
-) -> dict[str, dict[str, Any]]:
-    """``audioflex evaluate`` on an event dataset: :func:`evaluate_events` for every checkpoint
-    whose model has a frame-wise head, stored as ``"events"`` in that checkpoint's entry of
-    ``report_json`` (the list written by ``evaluate.lengths.write_json``), and a one-line summary
-    per checkpoint through ``say``. Checkpoints without a frame head get
-    ``{"skipped": reason}``. Datasets without strong labels: nothing happens (returns ``{}``).
-    ``options`` go to :func:`evaluate_events`.
-    """
-    from audioflex.pipeline import Pipeline
-
-    if not has_events(records):
-        return {}
-    path = Path(report_json)
-    doc = json.loads(path.read_text()) if path.is_file() else []
-    results: dict[str, dict[str, Any]] = {}
-    batch_size = int(options.pop("batch_size", 8))
-    for ck in checkpoints:
-        pipe = Pipeline.from_checkpoint(ck, device=device, batch_size=batch_size)
-        try:
-            res = evaluate_events(pipe, records, **options)
-        except ValueError as e:
-            if "frame-wise head" not in str(e):
-                raise
-            res = {"skipped": str(e)}
-            logger.warning("%s: no event metrics (%s)", ck, e)
-        results[str(ck)] = res
-        for entry in doc:
-            if isinstance(entry, dict) and entry.get("checkpoint") == str(ck):
-                entry["events"] = res
-        if say is not None:
-            say(_summary(Path(ck).name, res))
-    if doc:
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-    return results
-
-
-def _summary(name: str, res: Mapping[str, Any]) -> str:
+def summary_line(name: str, res: Mapping[str, Any]) -> str:
+    """One line about an event report (or why it was skipped) of checkpoint ``name``."""
     if "skipped" in res and "event_based" not in res:
         return f"{name}: event metrics skipped ({res['skipped']})"
     ev, seg = res["event_based"], res["segment_based"]
@@ -282,3 +69,72 @@ def _summary(name: str, res: Mapping[str, Any]) -> str:
         f"PSDS {psds}; {res['num_files']} files, {res['num_reference_events']} reference / "
         f"{res['num_estimated_events']} estimated events"
     )
+
+
+def event_report(
+    reference: Mapping[str, list[Event]],
+    estimated: Mapping[str, list[Event]],
+    durations: Mapping[str, float],
+    *,
+    labels: Sequence[str],
+    postprocessing: Mapping[str, PerClass],
+    by_threshold: Mapping[float, Mapping[str, list[Event]]] | None = None,
+    psds_thresholds: Sequence[float] | None = PSDS_THRESHOLDS,
+    t_collar: float = 0.2,
+    percentage_of_length: float = 0.2,
+    time_resolution: float = 1.0,
+    frame_hop_s: float | None = None,
+    ignored: int = 0,
+    skipped: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The JSON-ready report of estimated vs reference events per file (``{file: [Event]}``).
+
+    Args:
+        reference, estimated: events per file, of the scored ``labels`` only.
+        durations: seconds evaluated per file (segment-based metrics, PSDS).
+        labels: the scored classes.
+        postprocessing: the event post-processing used (recorded in the report).
+        by_threshold: ``{threshold: estimated events per file}`` for PSDS (None: PSDS skipped).
+        psds_thresholds: the thresholds asked for (``None``/empty: PSDS not requested).
+        t_collar, percentage_of_length: event-based matching (onset collar in s; offset collar
+            ``max(t_collar, percentage_of_length * reference length)``).
+        time_resolution: segment length of the segment-based metrics (s).
+        frame_hop_s, ignored, skipped: recorded as ``frame_hop_s``, ``ignored_estimated_events``
+            (events of other classes dropped) and ``skipped`` (unreadable files).
+
+    Returns:
+        ``event_based`` and ``segment_based`` (the dicts of
+        :func:`~audioflex.evaluate.metrics.event_based_metrics` /
+        :func:`~audioflex.evaluate.metrics.segment_based_metrics`), ``psds`` (float or ``None``)
+        and ``psds_note``, ``labels``, ``postprocessing``, ``frame_hop_s``, ``num_files``,
+        ``num_reference_events``, ``num_estimated_events``, ``ignored_estimated_events``,
+        ``skipped``.
+    """
+    scored = list(labels)
+    event = event_based_metrics(reference, estimated, t_collar=t_collar,
+                                percentage_of_length=percentage_of_length, labels=scored)
+    segment = segment_based_metrics(reference, estimated, time_resolution=time_resolution,
+                                    durations=durations, labels=scored)
+    result: dict[str, Any] = {
+        "labels": scored,
+        "postprocessing": {k: _jsonable(v) for k, v in postprocessing.items()},
+        "frame_hop_s": frame_hop_s,
+        "num_files": len(reference),
+        "num_reference_events": sum(len(v) for v in reference.values()),
+        "num_estimated_events": sum(len(v) for v in estimated.values()),
+        "ignored_estimated_events": ignored,
+        "event_based": {"t_collar": t_collar, "percentage_of_length": percentage_of_length, **event},
+        "segment_based": {"time_resolution": time_resolution, **segment},
+        "psds": None,
+        "psds_note": None,
+        "skipped": list(skipped),
+    }
+    if psds_thresholds is None or len(psds_thresholds) == 0:
+        result["psds_note"] = "PSDS not requested"
+    elif by_threshold is None:
+        result["psds_note"] = _PSDS_NOTE
+        logger.info(_PSDS_NOTE)
+    else:
+        result["psds"] = psds(reference, by_threshold, durations)
+        result["psds_note"] = f"DCASE scenario 1 settings over {len(by_threshold)} thresholds"
+    return result

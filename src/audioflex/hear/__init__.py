@@ -52,7 +52,7 @@ def get_scene_embeddings(audio: torch.Tensor, model: EmbeddingModel) -> torch.Te
     return model.scene_embeddings(audio)
 
 
-def _check_model(model: Any) -> None:
+def _check_model(model: object) -> None:
     if not isinstance(model, EmbeddingModel):
         raise TypeError(
             f"expected the model returned by audioflex.hear.load_model, got {type(model).__name__}"

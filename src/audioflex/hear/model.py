@@ -13,8 +13,10 @@
 
 The vector of one window is ``[logits (C) if include_logits] + [features]``, where ``features``
 is the model's pooled embedding (``layers=None``) or the pooled outputs of the requested blocks,
-concatenated (``layer_mode="concat"``) or averaged (``"mean"``). What a block output pooled means
-per family:
+concatenated (``layer_mode="concat"``) or averaged (``"mean"``). Everything model-specific comes
+from the model contract (:mod:`audioflex.models.contract`): block count, CLS-like prefix tokens,
+``pool_hidden`` (what a block output pooled means), minimum and native lengths, and whether the
+tokens un-fold onto time (frame mode). What a block output pooled means per family:
 
 - AST / PaSST (``[B, n_tok + N, D]`` with CLS/distillation tokens): the mean of the patch tokens
   (``layer_pool="tokens"``, default) or of the CLS/distillation tokens (``"cls"``); block outputs
@@ -42,7 +44,7 @@ timestamp vectors in this mode (``include_mel`` still uses ``mel_ms``).
 Windows are never run one by one: the windows of all clips are gathered into batches (about
 ``max_frames`` input frames per forward; token-budget ``PackedBatch``es for ElasticAST) and run
 through the front end and the model together. Long inputs are processed block by block
-(:class:`AudioSource`), so memory is bounded by one batch plus the output.
+(:class:`~audioflex.audio.stream.AudioReader`), so memory is bounded by one batch plus the output.
 """
 
 from __future__ import annotations
@@ -59,10 +61,14 @@ import torch
 from torch import nn
 
 from audioflex.audio.frontend.base import Frontend, build_frontend
+from audioflex.audio.stream import AudioReader
+from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of
+from audioflex.models.outputs import AudioOutput
+from audioflex.models.registry import registered_name
+from audioflex.packing import PackedBatch, collate_packed
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("ast", "elastic_ast", "passt", "htsat")
 _MEL_MS = 60.0
 
 
@@ -172,65 +178,6 @@ class EmbedOptions:
         return tuple(self.levels) if self.levels is not None else (self.window_ms,)
 
 
-# ---------------------------------------------------------------------------- audio sources
-
-
-class AudioSource:
-    """Random access to a mono waveform of ``num_samples`` samples at the model's rate."""
-
-    num_samples: int
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        """Samples ``[stop - start]`` with ``0 <= start < stop <= num_samples``."""
-        raise NotImplementedError
-
-
-class TensorSource(AudioSource):
-    """A waveform ``[N]`` already in memory."""
-
-    def __init__(self, wave: torch.Tensor) -> None:
-        self.wave = wave
-        self.num_samples = int(wave.shape[-1])
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        return self.wave[start:stop]
-
-
-class FileSource(AudioSource):
-    """An audio file read block by block (resampled per block, with a margin, if needed)."""
-
-    def __init__(self, path: str | Path, sample_rate: int, margin_s: float = 0.05) -> None:
-        from audioflex.audio.io import audio_info
-
-        self.path = path
-        self.sample_rate = sample_rate
-        self.info = info = audio_info(path)
-        if info.frames <= 0:
-            from audioflex.audio.io import AudioError
-
-            raise AudioError(f"{path}: contains no samples; re-export or skip it")
-        self.file_rate = info.sample_rate
-        self.num_samples = max(1, round(info.frames * sample_rate / self.file_rate))
-        self.margin = 0 if self.file_rate == sample_rate else int(margin_s * self.file_rate)
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        from audioflex.audio.io import load_audio, resample
-
-        fr, sr = self.file_rate, self.sample_rate
-        if fr == sr:
-            out = load_audio(self.path, None, offset=start / sr, duration=(stop - start) / sr)
-        else:
-            lo = max(0, math.floor(start * fr / sr) - self.margin)
-            hi = math.ceil(stop * fr / sr) + self.margin
-            raw = load_audio(self.path, None, offset=lo / fr, duration=(hi - lo) / fr)
-            res = resample(raw, fr, sr)
-            k0 = round(lo * sr / fr)  # global index of res[0]
-            out = res[start - k0 : stop - k0]
-        if out.shape[-1] < stop - start:  # rounding at the file's end: pad with the last value
-            out = torch.nn.functional.pad(out, (0, stop - start - out.shape[-1]))
-        return out[: stop - start]
-
-
 def _reflect(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Reflect-pad sample indices (as ``F.pad(mode="reflect")``); -> (indices, valid mask)."""
     if n > 1:
@@ -241,17 +188,6 @@ def _reflect(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------- model
-
-
-def _family(model: nn.Module) -> str:
-    name = type(model).__name__
-    return {"AST": "ast", "ElasticAST": "elastic_ast", "PaSST": "passt", "HTSAT": "htsat"}.get(name, "")
-
-
-def _num_blocks(model: nn.Module) -> int:
-    if hasattr(model, "blocks"):
-        return len(model.blocks)
-    return sum(len(stage.blocks) for stage in model.layers)  # HTS-AT
 
 
 @dataclass
@@ -273,12 +209,12 @@ class EmbeddingModel(nn.Module):
     def __init__(self, model: nn.Module, frontend: Frontend, options: EmbedOptions | None = None,
                  *, labels: list[str] | None = None) -> None:
         super().__init__()
-        family = _family(model)
-        if family not in FAMILIES:
-            raise ValueError(
-                f"embeddings support the families {FAMILIES}; got a {type(model).__name__}"
-            )
-        self.family = family
+        try:
+            c = contract_of(model)
+        except TypeError as e:
+            raise ValueError(f"embeddings need an audioflex model (AST, ElasticAST, HTS-AT, PaSST): {e}") from None
+        self.contract: ModelContract = c
+        self.family = family = c.family
         self.options = options or EmbedOptions()
         self.options.validate()
         self.net = model.eval()
@@ -290,15 +226,15 @@ class EmbeddingModel(nn.Module):
         self.labels = labels
         self.sample_rate = int(frontend.sample_rate)
         o = self.options
-        self.include_logits = family == "passt" if o.include_logits is None else bool(o.include_logits)
-        depth = _num_blocks(model)
+        self.include_logits = c.logits_in_embedding if o.include_logits is None else bool(o.include_logits)
+        depth = c.num_blocks
         self.layers: tuple[int, ...] | None = None
         if o.layers is not None:
             bad = [i for i in o.layers if not -depth <= i < depth]
             if bad:
                 raise ValueError(f"layers {bad} out of range: the model has {depth} blocks (0..{depth - 1})")
             self.layers = tuple(i % depth for i in o.layers)
-            if o.layer_pool == "cls" and family not in ("ast", "passt"):
+            if o.layer_pool == "cls" and c.prefix_tokens == 0:
                 raise ValueError(f"layer_pool='cls' needs CLS tokens (AST, PaSST); {family} has none")
         frame_ms = 1000.0 * frontend.hop_s
         if o.hop_ms < frame_ms - 1e-9:
@@ -310,16 +246,18 @@ class EmbeddingModel(nn.Module):
         self.hop_samples = o.hop_ms * sr / 1000.0
         self.level_samples = [self._window_samples(ms, "window_ms/levels") for ms in o.window_levels]
         self.mel_samples = self._window_samples(o.mel_ms, "mel_ms", model_min=False) if o.include_mel else 0
-        if o.timestamp_mode == "frames" and family != "htsat":
+        if o.timestamp_mode == "frames" and not c.step_features:
             raise ValueError(f"timestamp_mode='frames' needs HTS-AT (time-resolved tokens); {family} uses 'window'")
         if o.timestamp_mode == "frames" and o.levels is not None:
             raise ValueError("levels (several window lengths) need timestamp_mode='window'")
-        self.frames_mode = family == "htsat" and (
+        self.frames_mode = c.step_features and (
             o.timestamp_mode == "frames" or (o.timestamp_mode == "auto" and o.levels is None)
         )
         if self.frames_mode:
+            if not isinstance(model, StepFeatureModel) or c.input_frames is None or c.frame_steps is None:
+                raise ValueError(f"{family}: step_features needs forward_steps, input_frames and frame_steps")
             hop_len = round(frontend.hop_s * sr)
-            self.fw_frames = int(model.max_frames)
+            self.fw_frames = c.input_frames
             self.fw_samples = self.fw_frames * hop_len
             self.fw_hop = self.fw_samples // 2
             self.fw_frame_samples = hop_len
@@ -334,7 +272,7 @@ class EmbeddingModel(nn.Module):
         """Shortest waveform the front end (and, with ``model_min``, the model) accepts."""
         fe = self.window_frontend
         n = int(getattr(fe, "min_samples", 1))
-        need = self.net.patch_size if (model_min and self.family == "passt") else 1
+        need = self.contract.min_frames if model_min else 1
         while fe.num_frames(n) < need:
             n += max(1, int(fe.config.hop_s * self.sample_rate) // 4)
         return n
@@ -350,17 +288,9 @@ class EmbeddingModel(nn.Module):
         return n
 
     def native_span_ms(self) -> float:
-        """The clip length the model was built for (ms): the default ``scene_window_ms``."""
-        m, hop_ms = self.net, 1000.0 * self.frontend.hop_s
-        if self.family == "passt":
-            frames = (m.max_time_patches - 1) * m.stride + m.patch_size
-            span = frames * hop_ms
-            return math.floor(span / 1000.0) * 1000.0 if span >= 1000 else span
-        if self.family == "ast":
-            return m.max_length * hop_ms
-        if self.family == "elastic_ast":
-            return m.pos_embed_time.shape[0] * m.patch_size * hop_ms
-        return m.max_frames * hop_ms  # HTS-AT
+        """The clip length the model was built for (ms, ``contract.native_frames``): the default
+        ``scene_window_ms`` (10 s for PaSST, 10.24 s for AST and HTS-AT)."""
+        return self.contract.native_frames * 1000.0 * self.frontend.hop_s
 
     def _set_sizes(self) -> None:
         """Measure the vector sizes with a dummy forward (exact for every option combination)."""
@@ -379,7 +309,7 @@ class EmbeddingModel(nn.Module):
         """JSON-ready summary (options, sizes, hop)."""
         return {
             "family": self.family,
-            "model_name": getattr(self.net, "model_name", type(self.net).__name__),
+            "model_name": registered_name(self.net) or type(self.net).__name__,
             "sample_rate": self.sample_rate,
             "scene_embedding_size": self.scene_embedding_size,
             "timestamp_embedding_size": self.timestamp_embedding_size,
@@ -390,23 +320,13 @@ class EmbeddingModel(nn.Module):
 
     # --------------------------------------------------------------- one batch of windows
 
-    def _pool_hidden(self, h: torch.Tensor, out_batch: Any) -> torch.Tensor:
-        """One block output -> ``[B, D]`` per window (see the module docstring)."""
-        if self.family == "elastic_ast":
-            from audioflex.models.heads import segment_mean
-
-            return segment_mean(h, out_batch.info, out_batch.num_clips)
-        if self.family in ("ast", "passt"):
-            k = 2 if self.family == "ast" else self.net.num_tokens
-            return h[:, :k].mean(1) if self.options.layer_pool == "cls" else h[:, k:].mean(1)
-        return h.mean(1)
-
-    def _features(self, out: Any, batch: Any) -> torch.Tensor:
+    def _features(self, out: AudioOutput, batch: PackedBatch | None) -> torch.Tensor:
         parts = [out.clip_logits] if self.include_logits else []
         if self.layers is None:
             parts.append(out.embedding)
         else:
-            pooled = [self._pool_hidden(h, batch) for h in out.hidden_states]
+            pool = self.options.layer_pool
+            pooled = [self.net.pool_hidden(h, batch, pool=pool) for h in out.hidden_states]
             if self.options.layer_mode == "mean":
                 widths = {p.shape[-1] for p in pooled}
                 if len(widths) > 1:
@@ -428,17 +348,12 @@ class EmbeddingModel(nn.Module):
             wave = nn.functional.pad(wave, (0, low - wave.shape[-1]))
         spec, frames = fe(wave)
         layers = self.layers or ()
-        if self.family == "elastic_ast":
-            from audioflex.packing import collate_packed
-
+        if self.contract.packed:
             t = max(1, int(frames[0]))
-            batch = collate_packed(list(spec[:, :, :t]), patch=self.net.patch_size).to(self.device)
+            batch = collate_packed(list(spec[:, :, :t]), patch=self.contract.column_frames).to(self.device)
             out = self.net(batch, return_layers=layers)
             return self._features(out, batch)
-        if self.family == "htsat":
-            out = self.net(spec, frames, return_layers=layers)
-        else:
-            out = self.net(spec, return_layers=layers)
+        out = self.net(spec, frames, return_layers=layers)
         return self._features(out, None)
 
     def mel_vectors(self, wave: torch.Tensor) -> torch.Tensor:
@@ -449,8 +364,8 @@ class EmbeddingModel(nn.Module):
     def _batch_windows(self, samples: int) -> int:
         """Windows per forward for a window of ``samples`` samples (the ``max_frames`` budget)."""
         frames = max(1, self.window_frontend.num_frames(samples))
-        if self.family == "htsat":
-            frames = max(frames, self.net.max_frames)  # HTS-AT always computes its full window
+        if self.contract.pads_to_window and self.contract.input_frames is not None:
+            frames = max(frames, self.contract.input_frames)  # e.g. HTS-AT always computes its full window
         return max(1, self.options.max_frames // frames)
 
     # --------------------------------------------------------------- timestamps
@@ -463,7 +378,7 @@ class EmbeddingModel(nn.Module):
         i = torch.arange(first, first + count, dtype=torch.float64)
         return torch.round(i * self.hop_samples).long()
 
-    def _gather(self, source: AudioSource, centres: torch.Tensor, win: int) -> torch.Tensor:
+    def _gather(self, source: AudioReader, centres: torch.Tensor, win: int) -> torch.Tensor:
         """Windows ``[len(centres), win]`` centred at ``centres`` (reflect padding at the edges)."""
         left = win // 2
         idx = centres[:, None] - left + torch.arange(win)[None, :]
@@ -473,7 +388,7 @@ class EmbeddingModel(nn.Module):
         out = data[idx - lo]
         return torch.where(valid, out, out.new_zeros(()))
 
-    def _vectors_at(self, sources: Sequence[AudioSource], windows: Sequence[_Window], *,
+    def _vectors_at(self, sources: Sequence[AudioReader], windows: Sequence[_Window], *,
                     scene: bool = False) -> torch.Tensor:
         """Vectors ``[sum(count), D]`` for the given windows (all levels + mel), batched."""
         items = [(w.clip, c) for w in windows for c in self._window_centres(w.first, w.count).tolist()]
@@ -488,7 +403,7 @@ class EmbeddingModel(nn.Module):
             cols.append(self._run_windows(sources, items, self.mel_samples, scene=False, mel=True))
         return torch.cat(cols, dim=-1)
 
-    def _run_windows(self, sources: Sequence[AudioSource], items: list[tuple[int, int]], win: int,
+    def _run_windows(self, sources: Sequence[AudioReader], items: list[tuple[int, int]], win: int,
                      *, scene: bool, mel: bool) -> torch.Tensor:
         per = self._batch_windows(win)
         outs = []
@@ -505,31 +420,22 @@ class EmbeddingModel(nn.Module):
 
     # --------------------------------------------------------------- HTS-AT frame mode
 
-    def _unfold_steps(self, tokens: torch.Tensor) -> torch.Tensor:
-        """HTS-AT tokens of a folded ``r x r`` grid ``[B, r*r, D]`` -> per time step ``[B, S, D]``
-        (``S = chunks * r``, mean over the frequency rows of each step)."""
-        b, n, d = tokens.shape
-        r = math.isqrt(n)
-        k = self.net.chunks
-        x = tokens.transpose(1, 2).reshape(b, d, k, r // k, r)  # rows = chunk * (r / k) + freq
-        return x.mean(3).reshape(b, d, k * r).transpose(1, 2)
-
     def _window_steps(self, wave: torch.Tensor, lengths: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """10.24 s windows ``[B, W]`` (``lengths`` real samples) -> per feature source
         (logits?, final features or each requested block) ``(values [B, S_k, D_k], valid [B])``."""
         net = self.net
+        assert isinstance(net, StepFeatureModel)
         spec, frames = self.frontend(wave.to(self.device), lengths.to(self.device))
         spec = spec[..., : self.fw_frames]
         frames = frames.clamp(max=self.fw_frames)
-        image, steps, _ = net.spectrogram_to_image(spec, frames)
-        tokens, hidden = net.forward_features(image, self.layers or ())
+        logits, final, hidden = net.forward_steps(spec, frames, self.layers or ())
         sources: list[torch.Tensor] = []
         if self.include_logits:
-            sources.append(net.forward_head(tokens, steps)[2])  # frame logits [B, S, C]
+            sources.append(logits)  # frame logits [B, S, C]
         if self.layers is None:
-            sources.append(self._unfold_steps(tokens))
+            sources.append(final)
         else:
-            per = [self._unfold_steps(h) for h in hidden]
+            per = list(hidden)
             if self.options.layer_mode == "mean":
                 widths = sorted({p.shape[-1] for p in per})
                 if len(widths) > 1:
@@ -546,7 +452,7 @@ class EmbeddingModel(nn.Module):
             out.append((v.float().cpu(), valid.cpu()))
         return out
 
-    def _frame_vectors(self, sources: Sequence[AudioSource], windows: Sequence[_Window]) -> torch.Tensor:
+    def _frame_vectors(self, sources: Sequence[AudioReader], windows: Sequence[_Window]) -> torch.Tensor:
         """Frame mode: vectors ``[sum(count), D]`` of the timestamps of ``windows``.
 
         Each feature source is a timeline of steps (final tokens: ``window / 32`` = 0.32 s; block
@@ -560,7 +466,7 @@ class EmbeddingModel(nn.Module):
         for w in windows:
             n = sources[w.clip].num_samples
             cen = self._window_centres(w.first, w.count)
-            margin = W // self.net.num_steps  # one final step: the widest
+            margin = W // (self.contract.frame_steps or 1)  # one final step: the widest
             lo, hi = max(0, int(cen.min()) - margin), min(n, int(cen.max()) + margin + 1)
             last = 0 if n <= W else math.ceil((n - W) / H)
             k0 = max(0, (lo - W) // H + 1)
@@ -612,7 +518,7 @@ class EmbeddingModel(nn.Module):
             out.append(torch.cat(cols, dim=-1))
         return torch.cat(out)
 
-    def iter_timestamp_blocks(self, source: AudioSource) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_timestamp_blocks(self, source: AudioReader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Stream one clip: yields (vectors ``[k, D]``, timestamps ``[k]`` ms) in blocks of about
         ``stream_s`` seconds, so long inputs never need all windows at once."""
         total = self.num_timestamps(source.num_samples)
@@ -623,7 +529,7 @@ class EmbeddingModel(nn.Module):
             ts = torch.arange(first, first + count, dtype=torch.float64) * self.options.hop_ms
             yield emb, ts.float()
 
-    def scene_from_source(self, source: AudioSource) -> torch.Tensor:
+    def scene_from_source(self, source: AudioReader) -> torch.Tensor:
         """Scene vector ``[D]`` of one clip (one pass, or the mean of ``scene_window`` windows)."""
         n = source.num_samples
         if n <= self.scene_window:
@@ -638,7 +544,7 @@ class EmbeddingModel(nn.Module):
             total = vec if total is None else total + vec
         return total / count
 
-    def _scene_windows(self, source: AudioSource, first: int, count: int) -> torch.Tensor:
+    def _scene_windows(self, source: AudioReader, first: int, count: int) -> torch.Tensor:
         cen = torch.arange(first, first + count) * self.scene_hop
         items = [(0, int(c)) for c in cen]
         return self._run_windows([source], items, self.scene_window, scene=True, mel=False)
@@ -663,7 +569,7 @@ class EmbeddingModel(nn.Module):
         audio = self._check_audio(audio)
         n, num = audio.shape
         cpu = audio.detach().float().cpu()
-        sources = [TensorSource(cpu[i]) for i in range(n)]
+        sources = [AudioReader(cpu[i], self.sample_rate, check=False) for i in range(n)]
         total = self.num_timestamps(num)
         per = max(1, int(self.options.stream_s * 1000.0 / self.options.hop_ms))
         blocks = []
@@ -686,7 +592,8 @@ class EmbeddingModel(nn.Module):
                 for s in range(0, n, per):
                     outs.append(self.embed_waves(cpu[s : s + per], scene=True).cpu())
             return torch.cat(outs).to(audio.device)
-        return torch.stack([self.scene_from_source(TensorSource(cpu[i])) for i in range(n)]).to(audio.device)
+        rows = [AudioReader(cpu[i], self.sample_rate, check=False) for i in range(n)]
+        return torch.stack([self.scene_from_source(r) for r in rows]).to(audio.device)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as :meth:`timestamp_embeddings`."""

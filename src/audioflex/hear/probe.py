@@ -116,7 +116,7 @@ def read_task(root: str | Path, sample_rate: int | None = None, *, audio: bool =
 # ---------------------------------------------------------------------------- events & metrics
 
 
-def frames_to_events(
+def hear_events(
     probs: np.ndarray, timestamps_ms: np.ndarray, labels: Sequence[str], *, threshold: float = 0.5,
     median_ms: float = 250.0, min_ms: float = 125.0,
 ) -> list[dict[str, Any]]:
@@ -488,8 +488,8 @@ def _merge(parts: Sequence[_SplitData]) -> _SplitData:
 
 def _events(task: HearTask, d: _SplitData, probs: np.ndarray, pp: tuple[float, float]) -> dict[str, list[dict]]:
     median_ms, min_ms = pp
-    return {f: frames_to_events(probs[d.offsets[i] : d.offsets[i + 1]], d.timestamps[i], task.labels,
-                                median_ms=median_ms, min_ms=min_ms) for i, f in enumerate(d.files)}
+    return {f: hear_events(probs[d.offsets[i] : d.offsets[i + 1]], d.timestamps[i], task.labels,
+                           median_ms=median_ms, min_ms=min_ms) for i, f in enumerate(d.files)}
 
 
 def _score(task: HearTask, name: str, d: _SplitData, probs: np.ndarray, pp: tuple[float, float] | None,
@@ -647,52 +647,3 @@ def probe_heareval_dir(root: str | Path, config: ProbeConfig | None = None, *,
     :func:`read_heareval_embeddings`): scores any HEAR model's embeddings, and ours next to the kit's."""
     task, emb = read_heareval_embeddings(root)
     return probe_embeddings(task, emb, config, progress=progress)
-
-
-def probe_task(
-    task_dir: str | Path,
-    checkpoint: str | Path,
-    *,
-    cache_dir: str | Path | None = None,
-    config: ProbeConfig | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-    model: Any = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Evaluate a checkpoint's embeddings on a HEAR task with the shallow probe.
-
-    Args:
-        task_dir: HEAR task directory (see the module docstring).
-        checkpoint: audioflex checkpoint directory.
-        cache_dir: where embeddings are cached (default ``<task_dir>/embeddings/<model name>``);
-            reruns reuse them (a change of options in the same folder raises).
-        config: probe grid and limits (:class:`ProbeConfig`).
-        device: where the embedding model runs.
-        progress: progress bars while embedding and training the grid points.
-        model: an already loaded :class:`~audioflex.hear.EmbeddingModel`.
-        **options: embedding options (``hop_ms``, ``layers``, ...; :class:`~audioflex.hear.EmbedOptions`).
-
-    Returns:
-        JSON-ready dict (:func:`probe_embeddings`) plus ``model`` (the embedding options and sizes).
-    """
-    from audioflex.embed import embed_files, load_embeddings
-    from audioflex.hear import load_model
-
-    emb_model = model if model is not None else load_model(str(checkpoint), device=device, **options)
-    task = read_task(task_dir, emb_model.sample_rate)
-    name = getattr(emb_model.net, "model_name", "model")
-    cache = Path(cache_dir) if cache_dir else task.root / "embeddings" / name
-    kind = "timestamp" if task.is_event else "scene"
-    embeddings = {}
-    for split, items in task.splits.items():
-        files = [task.audio_dirs[split] / f for f in items]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise TaskError(f"{task.root}: {len(missing)} audio file(s) of split {split!r} missing, e.g. {missing[0]}")
-        rep = embed_files(files, checkpoint, cache / split, kind=kind, progress=progress, model=emb_model)
-        if rep.failed:
-            raise TaskError(f"{task.root}: unreadable audio in split {split!r}: {rep.failed[0]}")
-        by_stem = load_embeddings(cache / split)
-        embeddings[split] = {f: by_stem[Path(f).stem] for f in items if Path(f).stem in by_stem}
-    return {**probe_embeddings(task, embeddings, config, progress=progress), "model": emb_model.describe()}

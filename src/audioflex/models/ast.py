@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,7 @@ from audioflex.layers.attention import SeqInfo
 from audioflex.layers.block import Block, init_vit_weights
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
+from audioflex.models.contract import ModelContract, check_frames, check_pool
 from audioflex.models.heads import AttentionPool, segment_mean
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import register_model
@@ -56,12 +58,12 @@ def _blocks(
 class AST(nn.Module):
     """Audio Spectrogram Transformer on a fixed grid.
 
-    ``forward(spec [B, F, T]) -> AudioOutput``. The configured ``(num_mel_bins, max_length)``
-    defines the position grid; other input sizes resample it bilinearly (the classic AST
-    practice is to crop/pad to ``max_length``, which the pipeline does).
+    ``forward(spec [B, F, T], frames [B] | None = None, return_layers=()) -> AudioOutput``. The
+    configured ``(num_mel_bins, max_length)`` defines the position grid; other input sizes
+    resample it bilinearly (the classic AST practice is to crop/pad to ``max_length``, which the
+    front end and the pipeline do). ``frames`` (valid frames per row) are accepted for the common
+    grid-model signature and ignored: AST reads the padded grid, as the reference does.
     """
-
-    input_kind = "spectrogram"
 
     def __init__(
         self,
@@ -132,39 +134,63 @@ class AST(nn.Module):
         order = {i: h for i, h in zip(sorted(wanted), hidden)}
         return self.norm(x), tuple(order[i] for i in return_layers)
 
-    def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normed tokens ``[B, N, D]`` -> (logits ``[B, C]``, embedding ``[B, D]``)."""
+    def forward_head(self, features: torch.Tensor) -> AudioOutput:
+        """Normed tokens ``[B, N, D]`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding
+        [B, D]`` = the mean of the CLS and distillation tokens)."""
         emb = (features[:, 0] + features[:, 1]) / 2
-        return self.head(self.head_norm(emb)), emb
+        return AudioOutput(clip_logits=self.head(self.head_norm(emb)), embedding=emb)
 
-    def forward(self, spec: torch.Tensor, return_layers: Sequence[int] = ()) -> AudioOutput:
-        """``spec [B, F, T]`` normalised fbank -> ``AudioOutput``."""
+    def forward(
+        self, spec: torch.Tensor, frames: torch.Tensor | None = None, return_layers: Sequence[int] = ()
+    ) -> AudioOutput:
+        """``spec [B, F, T]`` normalised fbank (``frames [B]``: ignored, see the class docstring)
+        -> ``AudioOutput`` with ``hidden_states`` ``[B, 2 + F'T', D]`` of the requested blocks."""
+        check_frames(frames, spec.shape[0], spec.device)
         feats, hidden = self.forward_features(spec, return_layers)
-        logits, emb = self.forward_head(feats)
-        return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+        return dataclasses.replace(self.forward_head(feats), hidden_states=hidden)
+
+    def pool_hidden(
+        self, hidden: torch.Tensor, batch: PackedBatch | None = None, *, pool: str = "tokens"
+    ) -> torch.Tensor:
+        """A block output ``[B, 2 + N, D]`` -> ``[B, D]``: the mean of the patch tokens
+        (``pool="tokens"``) or of the CLS and distillation tokens (``"cls"``)."""
+        check_pool(pool)
+        return hidden[:, :2].mean(1) if pool == "cls" else hidden[:, 2:].mean(1)
+
+    @property
+    def contract(self) -> ModelContract:
+        """Fixed grid of ``max_length`` frames, CLS + distillation tokens, no frame head."""
+        return ModelContract(
+            family="ast",
+            input_kind="grid",
+            num_classes=self.num_classes,
+            num_mel_bins=self.num_mel_bins,
+            input_frames=self.max_length,
+            native_frames=self.max_length,
+            num_blocks=len(self.blocks),
+            prefix_tokens=2,
+        )
 
 
 class ElasticAST(nn.Module):
     """ElasticAST on packed clips of any length and frame shift.
 
-    ``forward(batch: PackedBatch) -> AudioOutput`` with one row per clip of the batch (in the
-    batch's order; ``batch.index`` maps rows to the caller's clips).
+    ``forward(batch: PackedBatch, return_layers=()) -> AudioOutput`` with one row per clip of the
+    batch (in the batch's order; ``batch.index`` maps rows to the caller's clips).
 
     With ``frame_head=True`` the model also has a frame-wise (token-semantic) head over its time
     columns: per clip, the tokens of each patch column are averaged over the frequency rows, then
     ``LayerNorm -> Linear(D, C)`` gives ``frame_logits [B, T'_max, C]`` (``T'_max`` = the longest
     clip's column count; columns past a clip's end hold :attr:`FRAME_PAD` = -1e4, i.e. probability
-    0; see ``audioflex.evaluate.detection.frame_valid_mask``). The clip logits still come from the
+    0). The clip logits still come from the
     pooling head. One column spans ``patch_size`` front-end frames; the model does not know the
     front end's frame shift, so ``frame_hop_s`` is ``patch_size * shift`` only when the batch
     carries ``frame_shift_ms`` (one value for all clips), else None (inference code sets it).
     Train the frame head from clip labels (pooled frame logits) or strong labels with
-    ``audioflex.evaluate.detection.sed_loss``.
+    ``audioflex.train.losses.sed_loss``.
     """
 
     FRAME_PAD = -1.0e4
-
-    input_kind = "packed"
 
     def __init__(
         self,
@@ -289,26 +315,53 @@ class ElasticAST(nn.Module):
         out = out.index_copy(0, clip_of_col * t_max + t_of_col, col_logits)
         return out.view(num_clips, t_max, -1)
 
-    def forward_head(self, tokens: torch.Tensor, info: SeqInfo, num_clips: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normed tokens -> (logits ``[B, C]``, pooled embedding ``[B, D]``)."""
+    def forward_head(self, tokens: torch.Tensor, info: SeqInfo, num_clips: int) -> AudioOutput:
+        """Normed tokens ``[N_total, D]`` -> ``AudioOutput`` (``clip_logits [B, C]``, pooled
+        ``embedding [B, D]``; no frame logits: see :meth:`forward_frames`)."""
         if self.pool is not None:
             emb = self.pool(tokens, info, num_clips)
         else:
             emb = segment_mean(tokens, info, num_clips)
-        return self.head(self.head_norm(emb)), emb
+        return AudioOutput(clip_logits=self.head(self.head_norm(emb)), embedding=emb)
 
     def forward(self, batch: PackedBatch, return_layers: Sequence[int] = ()) -> AudioOutput:
         """``PackedBatch`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``; with
         the frame head also ``frame_logits [B, T'_max, C]``)."""
         tokens, coords, info, hidden = self._encode(batch, return_layers)
-        logits, emb = self.forward_head(tokens, info, batch.num_clips)
+        out = dataclasses.replace(self.forward_head(tokens, info, batch.num_clips), hidden_states=hidden)
         if not self.has_frame_head:
-            return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+            return out
         frames = self.forward_frames(tokens, coords, info, batch.grid_sizes)
         shifts = set(batch.frame_shift_ms or ())
         hop = self.patch_size * shifts.pop() / 1000.0 if len(shifts) == 1 else None
-        return AudioOutput(
-            clip_logits=logits, embedding=emb, frame_logits=frames, frame_hop_s=hop, hidden_states=hidden
+        return dataclasses.replace(out, frame_logits=frames, frame_hop_s=hop)
+
+    def pool_hidden(
+        self, hidden: torch.Tensor, batch: PackedBatch | None = None, *, pool: str = "tokens"
+    ) -> torch.Tensor:
+        """A block output (flat packed tokens ``[N_total, D]`` of ``batch``) -> ``[B, D]``: the
+        mean of each clip's tokens. ``pool="cls"`` is refused: ElasticAST has no CLS token."""
+        check_pool(pool)
+        if pool == "cls":
+            raise ValueError("ElasticAST has no CLS token; pool its tokens (pool='tokens')")
+        if batch is None:
+            raise ValueError("ElasticAST.pool_hidden needs the PackedBatch the hidden states come from")
+        return segment_mean(hidden, batch.info, batch.num_clips)
+
+    @property
+    def contract(self) -> ModelContract:
+        """Packed clips of any length; one token column = ``patch_size`` frames; optional frame head."""
+        table = int(self.pos_embed_time.shape[0])
+        return ModelContract(
+            family="elastic_ast",
+            input_kind="packed",
+            num_classes=self.num_classes,
+            num_mel_bins=self.num_mel_bins,
+            input_frames=None,
+            native_frames=table * self.patch_size,
+            column_frames=self.patch_size,
+            frame_step_frames=self.patch_size if self.has_frame_head else None,
+            num_blocks=len(self.blocks),
         )
 
 

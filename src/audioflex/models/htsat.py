@@ -34,7 +34,10 @@ Longer inputs raise: use sliding-window inference (the pipeline does it).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +46,12 @@ from torch import nn
 from audioflex.layers.block import init_vit_weights
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.swin import SwinStage
+from audioflex.models.contract import ModelContract, check_frames, check_pool
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import register_model
+
+if TYPE_CHECKING:
+    from audioflex.packing import PackedBatch
 
 __all__ = ["HTSAT", "fold_spectrogram", "unfold_image"]
 
@@ -80,8 +87,6 @@ class HTSAT(nn.Module):
         repeat_short: tile short inputs, then stretch (the reference's ``infer_mode``).
         input_hop_s: seconds per input frame (10 ms for the LogMel front end), for ``frame_hop_s``.
     """
-
-    input_kind = "spectrogram"
 
     def __init__(
         self,
@@ -177,10 +182,7 @@ class HTSAT(nn.Module):
             )
         if t == 0:
             raise ValueError("HTSAT got an empty spectrogram (0 frames)")
-        if frames is not None:
-            frames = torch.as_tensor(frames, device=spec.device).long()
-            if frames.shape != (b,):
-                raise ValueError(f"frames must have shape [{b}], got {tuple(frames.shape)}")
+        frames = check_frames(frames, b, spec.device)
         x = self._normalise(spec, frames)
         if self.stretch_short or self.repeat_short:
             x, span = self._stretch(x, frames)
@@ -274,20 +276,22 @@ class HTSAT(nn.Module):
         x = tokens.transpose(1, 2).reshape(b, d, self.chunks, self.freq_bins, g)
         return x.permute(0, 1, 3, 2, 4).reshape(b, d, self.freq_bins, self.chunks * g)
 
-    def forward_head(
-        self, tokens: torch.Tensor, steps: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normed tokens ``[B, G*G, D]`` (+ valid steps ``[B]``) -> (clip logits ``[B, C]``,
-        embedding ``[B, D]``, frame logits ``[B, num_steps, C]``). Pooling is over valid steps."""
+    def forward_head(self, tokens: torch.Tensor, steps: torch.Tensor | None = None) -> AudioOutput:
+        """Normed tokens ``[B, G*G, D]`` (+ valid steps ``[B]``) -> ``AudioOutput`` with clip
+        logits ``[B, C]``, embedding ``[B, D]`` and frame logits ``[B, num_steps, C]`` on the
+        model's own timeline (``frame_hop_s = step_frames * input_hop_s``). Pooling is over the
+        valid steps (all steps without ``steps``)."""
         x = self.tokens_to_time(tokens)
         frame_logits = self.tscam_conv(x).flatten(2)  # [B, C, steps]
+        hop = self.step_frames * self.input_hop_s
         if steps is None:
-            return frame_logits.mean(-1), x.flatten(2).mean(-1), frame_logits.transpose(1, 2)
-        valid = (torch.arange(self.num_steps, device=x.device)[None, :] < steps[:, None]).to(x.dtype)
-        count = valid.sum(-1, keepdim=True)
-        clip = (frame_logits * valid[:, None]).sum(-1) / count
-        emb = (x * valid[:, None, None]).sum((-1, -2)) / (count * self.freq_bins)
-        return clip, emb, frame_logits.transpose(1, 2)
+            clip, emb = frame_logits.mean(-1), x.flatten(2).mean(-1)
+        else:
+            valid = (torch.arange(self.num_steps, device=x.device)[None, :] < steps[:, None]).to(x.dtype)
+            count = valid.sum(-1, keepdim=True)
+            clip = (frame_logits * valid[:, None]).sum(-1) / count
+            emb = (x * valid[:, None, None]).sum((-1, -2)) / (count * self.freq_bins)
+        return AudioOutput(clip_logits=clip, embedding=emb, frame_logits=frame_logits.transpose(1, 2), frame_hop_s=hop)
 
     def forward(
         self,
@@ -301,21 +305,63 @@ class HTSAT(nn.Module):
         image, steps, per_step = self.spectrogram_to_image(spec, frames)
         tokens, hidden = self.forward_features(image, return_layers)
         full = self.stretch_short or self.repeat_short
-        clip, emb, frame_logits = self.forward_head(tokens, None if full else steps)
-        hop = self.step_frames * self.input_hop_s
+        out = dataclasses.replace(self.forward_head(tokens, None if full else steps), hidden_states=hidden)
         if full and frames is not None:
-            frame_logits = self._to_own_timeline(frame_logits, per_step)
+            assert out.frame_logits is not None
+            out = dataclasses.replace(out, frame_logits=self._to_own_timeline(out.frame_logits, per_step))
         elif full:  # one length: the reference's grid over the stretched clip
-            hop = float(per_step[0]) * self.input_hop_s
-        return AudioOutput(
-            clip_logits=clip, embedding=emb, frame_logits=frame_logits, frame_hop_s=hop,
-            hidden_states=hidden,
-        )
+            out = dataclasses.replace(out, frame_hop_s=float(per_step[0]) * self.input_hop_s)
+        return out
+
+    def time_steps(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens of any stage's folded ``r x r`` grid ``[B, r*r, D]`` -> one vector per time step
+        ``[B, chunks * r, D]`` (mean over the frequency rows of each step, chunks in time order)."""
+        b, n, d = tokens.shape
+        r = math.isqrt(n)
+        k = self.chunks
+        x = tokens.transpose(1, 2).reshape(b, d, k, r // k, r)  # rows = chunk * (r / k) + freq
+        return x.mean(3).reshape(b, d, k * r).transpose(1, 2)
+
+    def forward_steps(
+        self, spec: torch.Tensor, frames: torch.Tensor | None = None, return_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Time-resolved features of windows ``[B, F, T]`` (+ valid ``frames [B]``): (frame logits
+        ``[B, num_steps, C]`` of the head, final tokens per step ``[B, num_steps, D]``, each
+        requested block's tokens per step ``[B, S_k, D_k]``, ``S_k`` = its stage's time columns).
+        Steps span the folded window's time axis (stretched clips: the stretched one)."""
+        image, steps, _ = self.spectrogram_to_image(spec, frames)
+        tokens, hidden = self.forward_features(image, return_layers)
+        logits = self.forward_head(tokens, steps).frame_logits
+        assert logits is not None
+        return logits, self.time_steps(tokens), tuple(self.time_steps(h) for h in hidden)
+
+    def pool_hidden(
+        self, hidden: torch.Tensor, batch: PackedBatch | None = None, *, pool: str = "tokens"
+    ) -> torch.Tensor:
+        """A block output ``[B, N_stage, D_stage]`` -> ``[B, D_stage]``: the mean of all its tokens
+        (the whole folded window, padding included). ``pool="cls"`` is refused: no CLS token."""
+        check_pool(pool)
+        if pool == "cls":
+            raise ValueError("HTS-AT has no CLS token; pool its tokens (pool='tokens')")
+        return hidden.mean(1)
 
     @property
-    def max_frames(self) -> int:
-        """Longest input in frames (the window: 1024 for the default config)."""
-        return self.target_frames
+    def contract(self) -> ModelContract:
+        """Fixed window of ``target_frames`` (1024), frame head of ``num_steps`` steps of
+        ``step_frames`` frames, tokens that un-fold onto time (:meth:`forward_steps`)."""
+        return ModelContract(
+            family="htsat",
+            input_kind="grid",
+            num_classes=self.num_classes,
+            num_mel_bins=self.num_mel_bins,
+            input_frames=self.target_frames,
+            native_frames=self.target_frames,
+            frame_step_frames=self.step_frames,
+            frame_steps=self.num_steps,
+            num_blocks=sum(len(stage.blocks) for stage in self.layers),
+            step_features=True,
+            pads_to_window=True,
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -9,15 +9,24 @@ import torch
 
 @dataclass
 class AudioOutput:
-    """What a model computes for a batch of B clips.
+    """What a model computes for a batch of B clips (``forward`` and ``forward_head`` of every family).
+
+    One shape convention per field, whatever the family (rows follow the batch: the spectrogram
+    rows of a grid model, the clips of a ``PackedBatch`` in its order):
 
     Attributes:
         clip_logits: ``[B, C]`` clip-level logits (no sigmoid/softmax applied).
         embedding: ``[B, D]`` clip embedding (the pooled features the head reads).
-        frame_logits: ``[B, T', C]`` frame-wise logits, or None for models without a frame head.
-        frame_hop_s: seconds between frames of ``frame_logits`` (None without a frame head).
-        hidden_states: outputs of the requested blocks, in the order asked for. Fixed-grid models
-            give ``[B, N, D]`` each; packed models give flat ``[N_total, D]`` tokens.
+        frame_logits: ``[B, S, C]`` frame-wise logits, or None for models without a frame head.
+            ``S``: the steps of a grid model's window (HTS-AT: 32), or of the batch's longest
+            clip (packed); steps past a clip's end carry no information (ElasticAST writes
+            ``FRAME_PAD`` = -1e4 there; a grid model's count follows the ``frames`` it was given).
+        frame_hop_s: seconds between steps of ``frame_logits`` (None without a frame head, or when
+            a packed model was not told the frame shift).
+        hidden_states: the requested blocks' outputs (before the final norm), in the order asked
+            for, in the model's token layout: ``[B, N_l, D_l]`` for grid models (CLS-like tokens
+            first: ``contract.prefix_tokens``), flat ``[N_total, D]`` packed tokens (segments as
+            in the batch) for packed models; ``model.pool_hidden`` turns either into ``[B, D_l]``.
     """
 
     clip_logits: torch.Tensor

@@ -23,7 +23,9 @@ load with ``head_dist.*`` dropped (``checkpoints.convert.passt``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,8 +34,12 @@ from audioflex.audio.frontend.passt import PasstMelConfig
 from audioflex.layers.block import Block, init_vit_weights
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import resample_1d
+from audioflex.models.contract import ModelContract, check_frames, check_pool
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import register_model
+
+if TYPE_CHECKING:
+    from audioflex.packing import PackedBatch
 
 
 class PatchEmbed(nn.Module):
@@ -50,13 +56,13 @@ class PatchEmbed(nn.Module):
 class PaSST(nn.Module):
     """Patchout faSt Spectrogram Transformer.
 
-    ``forward(spec [B, F, T], return_layers=()) -> AudioOutput`` with ``clip_logits [B, C]``,
-    ``embedding [B, D]`` = mean of the final-normed CLS and distillation tokens (CLS alone when
-    not ``distilled``) and ``hidden_states``: outputs ``[B, n_tok + N, D]`` (before the final
-    norm; ``n_tok`` = 2 when distilled, else 1) of the requested blocks, in the order asked for.
+    ``forward(spec [B, F, T], frames [B] | None = None, return_layers=()) -> AudioOutput`` with
+    ``clip_logits [B, C]``, ``embedding [B, D]`` = mean of the final-normed CLS and distillation
+    tokens (CLS alone when not ``distilled``) and ``hidden_states``: outputs ``[B, n_tok + N, D]``
+    (before the final norm; ``n_tok`` = 2 when distilled, else 1) of the requested blocks, in the
+    order asked for. ``frames`` (valid frames per row) are accepted for the common grid-model
+    signature and ignored: PaSST reads the padded grid, as the reference does.
     """
-
-    input_kind = "spectrogram"
 
     def __init__(
         self,
@@ -122,8 +128,28 @@ class PaSST(nn.Module):
 
     @property
     def input_frames(self) -> int:
-        """Frames the time encoding covers without resampling (996 for 99 columns: ~10 s)."""
-        return (self.max_time_patches - 1) * self.stride + self.patch_size
+        """The LARGEST input (frames) whose grid has the time table's ``Lt`` columns, i.e. that is
+        fed without resampling the time encoding: ``(Lt - 1) * stride + patch + stride - 1`` (1005
+        for 99 columns: 10.05 s, so a 10 s clip, 1000 frames, is one window as in hear21passt)."""
+        return (self.max_time_patches - 1) * self.stride + self.patch_size + self.stride - 1
+
+    @property
+    def contract(self) -> ModelContract:
+        """Fixed grid of :attr:`input_frames`; native clip: the whole seconds of the window at
+        PasstMel's fixed 10 ms hop (1000 frames = the reference's 10 s clips)."""
+        window = self.input_frames
+        return ModelContract(
+            family="passt",
+            input_kind="grid",
+            num_classes=self.num_classes,
+            num_mel_bins=self.num_mel_bins,
+            input_frames=window,
+            native_frames=window - window % 100 if window >= 100 else window,
+            min_frames=self.patch_size,
+            num_blocks=len(self.blocks),
+            prefix_tokens=self.num_tokens,
+            logits_in_embedding=True,
+        )
 
     def grid_size(self, num_frames: int) -> tuple[int, int]:
         """Patch grid ``(F', T')`` of a ``[num_mel_bins, num_frames]`` spectrogram."""
@@ -201,16 +227,28 @@ class PaSST(nn.Module):
                 hidden[i] = x
         return self.norm(x), tuple(hidden[i % depth] for i in return_layers)
 
-    def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normed tokens ``[B, N, D]`` -> (logits ``[B, C]``, embedding ``[B, D]``)."""
+    def forward_head(self, features: torch.Tensor) -> AudioOutput:
+        """Normed tokens ``[B, N, D]`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``)."""
         emb = (features[:, 0] + features[:, 1]) / 2 if self.distilled else features[:, 0]
-        return self.head(emb), emb
+        return AudioOutput(clip_logits=self.head(emb), embedding=emb)
 
-    def forward(self, spec: torch.Tensor, return_layers: Sequence[int] = ()) -> AudioOutput:
-        """``spec [B, F, T]`` PaSST log-mel -> ``AudioOutput`` (logits, embedding, hidden states)."""
+    def forward(
+        self, spec: torch.Tensor, frames: torch.Tensor | None = None, return_layers: Sequence[int] = ()
+    ) -> AudioOutput:
+        """``spec [B, F, T]`` PaSST log-mel (``frames [B]``: ignored, see the class docstring) ->
+        ``AudioOutput`` (logits, embedding, hidden states)."""
+        check_frames(frames, spec.shape[0], spec.device)
         feats, hidden = self.forward_features(spec, return_layers)
-        logits, emb = self.forward_head(feats)
-        return AudioOutput(clip_logits=logits, embedding=emb, hidden_states=hidden)
+        return dataclasses.replace(self.forward_head(feats), hidden_states=hidden)
+
+    def pool_hidden(
+        self, hidden: torch.Tensor, batch: PackedBatch | None = None, *, pool: str = "tokens"
+    ) -> torch.Tensor:
+        """A block output ``[B, n_tok + N, D]`` -> ``[B, D]``: the mean of the patch tokens
+        (``pool="tokens"``) or of the CLS/distillation tokens (``"cls"``)."""
+        check_pool(pool)
+        k = self.num_tokens
+        return hidden[:, :k].mean(1) if pool == "cls" else hidden[:, k:].mean(1)
 
 
 def build_passt(**kwargs: object) -> PaSST:

@@ -1,7 +1,9 @@
 """Model registry: ``create_model(name, **kwargs)`` and ``list_models()``.
 
 Each family registers its named variants with a builder taking plain kwargs, the variant's
-defaults and the front end it expects. ``create_model`` records the name and the effective
+defaults and the front end it expects. Importing this module imports the package
+``audioflex.models`` first, whose ``__init__`` imports every family, so the registry is complete
+whenever it can be called. ``create_model`` records the name and the effective
 arguments on the model (``model.model_name``, ``model.model_args``) so a checkpoint can rebuild it.
 """
 
@@ -44,14 +46,8 @@ def register_model(
     _MODELS[name] = ModelSpec(name, builder, dict(defaults), frontend, description)
 
 
-def _ensure_families_loaded() -> None:
-    # Importing the families registers their variants.
-    import audioflex.models  # noqa: F401
-
-
 def get_spec(name: str) -> ModelSpec:
     """The registered spec of ``name``; ``KeyError`` with the known names otherwise."""
-    _ensure_families_loaded()
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}")
     return _MODELS[name]
@@ -59,7 +55,6 @@ def get_spec(name: str) -> ModelSpec:
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    _ensure_families_loaded()
     return sorted(_MODELS)
 
 
@@ -71,6 +66,18 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     model.model_name = name
     model.model_args = args
     return model
+
+
+def registered_name(model: nn.Module) -> str | None:
+    """The registry name :func:`create_model` gave ``model`` (None for a model built directly)."""
+    name = getattr(model, "model_name", None)
+    return name if isinstance(name, str) else None
+
+
+def registered_args(model: nn.Module) -> dict[str, Any] | None:
+    """The effective arguments :func:`create_model` built ``model`` with (None if built directly)."""
+    args = getattr(model, "model_args", None)
+    return args if isinstance(args, dict) else None
 
 
 def default_frontend(name: str, model_args: dict[str, Any] | None = None) -> FrontendConfig | None:

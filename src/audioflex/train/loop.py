@@ -66,6 +66,9 @@ from audioflex.data.datasets import (
 )
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, derive_seed
+from audioflex.evaluate.metrics import clip_metrics
+from audioflex.models.contract import contract_of
+from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import state as st
 from audioflex.train.config import DataSpec, TrainConfig, check_model_kwargs, load_config
@@ -128,30 +131,12 @@ def _select(result: ReadResult, spec: DataSpec, where: str) -> list[ClipRecord]:
 
 
 def _metrics(scores: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> dict[str, float]:
-    """Validation metrics with a ``primary`` entry (``evaluate.metrics.clip_metrics`` if present)."""
-    try:
-        from audioflex.evaluate.metrics import clip_metrics
-    except ImportError:
-        clip_metrics = None
-    if clip_metrics is not None:
-        out = clip_metrics(scores.numpy(), targets.numpy(), multilabel)
-        return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
-    if not multilabel:
-        acc = float((scores.argmax(1) == targets.argmax(1)).float().mean())
-        return {"accuracy": acc, "primary": acc}
-    from sklearn.metrics import average_precision_score
-
-    t = targets.numpy() > 0.5
-    keep = t.any(0)
-    m_ap = float(average_precision_score(t[:, keep], scores.numpy()[:, keep], average="macro")) if keep.any() else 0.0
-    return {"mAP": m_ap, "primary": m_ap}
+    """Validation metrics (:func:`~audioflex.evaluate.metrics.clip_metrics`) with a ``primary`` entry."""
+    out = clip_metrics(scores.numpy(), targets.numpy(), multilabel)
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _swap_dir(src: Path, target: Path) -> None:
@@ -303,10 +288,11 @@ class _Trainer:
         model = create_model(self.model_name, **kwargs)
         if init_state is not None:
             self._load_init(model, init_state)
-        self.packed = getattr(model, "input_kind", "spectrogram") == "packed"
-        self.patch = int(getattr(model, "patch_size", 16))
-        self.takes_frames = not self.packed and "frames" in inspect.signature(model.forward).parameters
-        frame_spec = self._frame_target_spec(model)
+        self.contract = contract_of(model)
+        self.packed = self.contract.packed
+        # token columns of packed models; grid models keep the datasets' default (only a token count)
+        self.patch = self.contract.column_frames if self.packed else 16
+        frame_spec = self._frame_target_spec()
         self.model = model.to(self.device)
         # per-rank stream for model-internal randomness (token dropping, drop-path)
         torch.manual_seed(derive_seed(cfg.seed, 0x70CE, info.rank))
@@ -478,7 +464,7 @@ class _Trainer:
         if d.shuffle_buffer < 1 or d.pack_buffer < 1:
             raise ValueError("data.shuffle_buffer and data.pack_buffer must be >= 1")
 
-    def _frame_target_spec(self, model: nn.Module) -> FrameTargetSpec | None:
+    def _frame_target_spec(self) -> FrameTargetSpec | None:
         """Frame-target rasterisation for ``sed.frame_weight > 0`` (errors when the set-up can't)."""
         sed = self.cfg.sed
         if sed.frame_weight < 0 or sed.frame_weight > 1:
@@ -497,19 +483,17 @@ class _Trainer:
                 "training"
             )
         labels = tuple(self.labels.names)
-        if self.packed:
-            if not getattr(model, "has_frame_head", False):
+        c = self.contract
+        if c.frame_step_frames is None:
+            if self.packed:
                 raise ValueError(
                     f"sed.frame_weight > 0: {self.model_name} has no frame-wise head; set model.kwargs.frame_head=true"
                 )
-            return FrameTargetSpec(labels, step_frames=self.patch, num_steps=None, rule=sed.rule)
-        steps, step_frames = getattr(model, "num_steps", None), getattr(model, "step_frames", None)
-        if steps is None or step_frames is None:
             raise ValueError(
                 f"sed.frame_weight > 0: {self.model_name} has no frame-wise output (num_steps/step_frames); "
                 "use HTS-AT or ElasticAST with frame_head=true"
             )
-        return FrameTargetSpec(labels, step_frames=int(step_frames), num_steps=int(steps), rule=sed.rule)
+        return FrameTargetSpec(labels, step_frames=c.frame_step_frames, num_steps=c.frame_steps, rule=sed.rule)
 
     def _build_optimisation(self) -> None:
         cfg, info = self.cfg, self.info
@@ -702,11 +686,12 @@ class _Trainer:
         res["loss"] = float(torch.cat(losses).mean())
         return res
 
-    def _forward(self, model: nn.Module, batch: Batch) -> Any:
-        """The model on a batch (fixed-grid models that take ``frames`` get the valid frames)."""
-        if self.takes_frames and batch.frames is not None:
-            return model(batch.inputs, batch.frames)
-        return model(batch.inputs)
+    def _forward(self, model: nn.Module, batch: Batch) -> AudioOutput:
+        """The model on a batch: ``model(PackedBatch)`` or ``model(spec [B, F, T], frames [B])``
+        (the model contract's two conventions)."""
+        if self.packed:
+            return model(batch.inputs)
+        return model(batch.inputs, batch.frames)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, register_frontend
+from audioflex.audio.frontend.kaldi import kaldi_mel_banks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,43 +64,18 @@ class PasstMelConfig(FrontendConfig):
         return self.hop_length / self.sample_rate
 
 
-def kaldi_mel_banks(
-    num_bins: int, n_fft: int, sample_rate: float, fmin: float, fmax: float
-) -> torch.Tensor:
-    """Kaldi mel filter bank ``[num_bins, n_fft // 2]`` (float32).
-
-    HTK mel scale ``1127 ln(1 + f / 700)``; triangles are linear in the mel domain with peak 1 and
-    no area normalisation (as ``torchaudio.compliance.kaldi.get_mel_banks`` without VTLN warping).
-    ``fmax <= 0`` counts from Nyquist, as in Kaldi.
-    """
-    nyquist = 0.5 * sample_rate
-    if fmax <= 0.0:
-        fmax += nyquist
-    if not 0.0 <= fmin < fmax <= nyquist:
-        raise ValueError(f"kaldi_mel_banks: need 0 <= fmin < fmax <= {nyquist}, got {fmin}, {fmax}")
-    fft_bin_width = sample_rate / n_fft
-    mel_low = 1127.0 * math.log(1.0 + fmin / 700.0)
-    mel_high = 1127.0 * math.log(1.0 + fmax / 700.0)
-    delta = (mel_high - mel_low) / (num_bins + 1)
-    b = torch.arange(num_bins, dtype=torch.float32).unsqueeze(1)
-    left = mel_low + b * delta
-    center = mel_low + (b + 1.0) * delta
-    right = mel_low + (b + 2.0) * delta
-    freqs = fft_bin_width * torch.arange(n_fft // 2, dtype=torch.float32)
-    mel = (1127.0 * (1.0 + freqs / 700.0).log()).unsqueeze(0)
-    up = (mel - left) / (center - left)
-    down = (right - mel) / (right - center)
-    return torch.clamp_min(torch.min(up, down), 0.0)
-
-
 def passt_mel_matrix(config: PasstMelConfig, fmin: float | None = None,
                      fmax: float | None = None) -> torch.Tensor:
-    """Mel matrix ``[n_mels, n_fft // 2 + 1]`` of ``config`` (zero column for the Nyquist bin)."""
-    banks = kaldi_mel_banks(
-        config.n_mels, config.n_fft, config.sample_rate,
-        config.fmin if fmin is None else fmin, config.fmax if fmax is None else fmax,
-    )
-    return F.pad(banks, (0, 1))
+    """Mel matrix ``[n_mels, n_fft // 2 + 1]`` of ``config``: Kaldi triangles
+    (:func:`~audioflex.audio.frontend.kaldi.kaldi_mel_banks`: HTK mel scale, peak 1, no area
+    normalisation, zero column for the Nyquist bin). ``fmax <= 0`` counts from Nyquist."""
+    lo = config.fmin if fmin is None else fmin
+    hi = config.fmax if fmax is None else fmax
+    nyquist = 0.5 * config.sample_rate
+    top = hi + nyquist if hi <= 0.0 else hi
+    if not 0.0 <= lo < top <= nyquist:
+        raise ValueError(f"passt_mel_matrix: need 0 <= fmin < fmax <= {nyquist}, got {lo}, {hi}")
+    return kaldi_mel_banks(config.n_mels, config.n_fft, config.sample_rate, lo, hi)
 
 
 class PasstMel(Frontend):

@@ -1,7 +1,6 @@
 """Converters of foreign checkpoint formats; importing this package registers them all."""
 
-import importlib
-
+from audioflex.checkpoints.convert import ast, htsat, passt  # noqa: F401  (register the formats)
 from audioflex.checkpoints.convert.base import (
     ConversionError,
     Converted,
@@ -11,9 +10,6 @@ from audioflex.checkpoints.convert.base import (
     register_converter,
     strip_prefix,
 )
-
-for _module in ("ast", "htsat", "passt"):
-    importlib.import_module(f"audioflex.checkpoints.convert.{_module}")
 
 __all__ = [
     "ConversionError",

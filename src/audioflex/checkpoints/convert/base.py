@@ -51,16 +51,15 @@ def register_converter(name: str, convert: Callable[..., Converted], help: str) 
 
 
 def get_converter(name: str) -> Converter:
-    from audioflex.checkpoints import convert as _  # noqa: F401  (registers all formats)
-
+    """The converter registered as ``name`` (every format is registered: importing this module
+    runs ``audioflex.checkpoints.convert``'s ``__init__``, which imports them all)."""
     if name not in _CONVERTERS:
         raise KeyError(f"unknown checkpoint format {name!r}; known formats: {', '.join(sorted(_CONVERTERS))}")
     return _CONVERTERS[name]
 
 
 def list_converters() -> list[Converter]:
-    from audioflex.checkpoints import convert as _  # noqa: F401
-
+    """Every registered converter, sorted by name."""
     return [_CONVERTERS[k] for k in sorted(_CONVERTERS)]
 
 

@@ -35,7 +35,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,10 @@ import numpy as np
 import torch
 
 from audioflex.audio.io import AudioError, missing_path_problem
+from audioflex.audio.stream import AudioReader, check_audio_file
+from audioflex.data.readers import AUDIO_EXTENSIONS, read_dataset
+from audioflex.hear import load_model
+from audioflex.hear.model import EmbeddingModel
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +91,6 @@ class EmbedReport:
 
 
 def _is_audio(path: Path) -> bool:
-    from audioflex.data.readers import AUDIO_EXTENSIONS
-
     return path.suffix.lower() in AUDIO_EXTENSIONS
 
 
@@ -106,8 +108,6 @@ def _expand(p: Path, failed: list[tuple[str, Exception]]) -> list[tuple[str, Pat
         lines = [ln.strip() for ln in p.read_text().splitlines()]
         return [(Path(ln).stem, (p.parent / ln).resolve()) for ln in lines if ln and not ln.startswith("#")]
     if p.is_file() and p.suffix.lower() in _MANIFEST_SUFFIXES:
-        from audioflex.data.readers import read_dataset
-
         result = read_dataset(p)
         failed += [(str(miss), FileNotFoundError(f"{miss}: listed in {p} but not found")) for miss in result.missing]
         return [(r.id or Path(r.path).stem, Path(r.path)) for r in result.records]
@@ -163,7 +163,7 @@ def collect_inputs(inputs: Sequence[str | Path] | str | Path) -> list[tuple[str,
 # ---------------------------------------------------------------------------- atomic writes
 
 
-def _atomic(target: Path, write: Any) -> None:
+def _atomic(target: Path, write: Callable[[Path], Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
@@ -187,7 +187,7 @@ def _save_json(target: Path, obj: Any) -> None:
     _atomic(target, lambda tmp: tmp.write_text(json.dumps(obj)))
 
 
-def _save_timestamp_embeddings(npy: Path, ts_file: Path, emb_model: Any, source: Any) -> None:
+def _save_timestamp_embeddings(npy: Path, ts_file: Path, emb_model: EmbeddingModel, source: AudioReader) -> None:
     """Stream one file's timestamp embeddings ``[T, D]`` into ``npy`` block by block (memory: one
     block of ``stream_s`` seconds, whatever the file's length), then its timestamps (ms) into
     ``ts_file``; the ``.npy`` is renamed into place last, so its presence marks the file done."""
@@ -222,7 +222,7 @@ def embed_files(
     fmt: str = "npy",
     device: str | torch.device = "cpu",
     progress: bool = True,
-    model: Any = None,
+    model: EmbeddingModel | None = None,
     **options: Any,
 ) -> EmbedReport:
     """Embed audio files into ``out_dir`` (see the module docstring for layouts).
@@ -244,10 +244,6 @@ def embed_files(
     Returns:
         :class:`EmbedReport` (written, skipped as already done, failed with the reason).
     """
-    from audioflex.hear import load_model
-    from audioflex.hear.model import FileSource
-    from audioflex.inference import check_audio_file
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if fmt not in FORMATS:
@@ -265,8 +261,7 @@ def embed_files(
     for raw, e in bad_inputs:
         logger.info("skipping %s: %s", raw, e)
         report.failed.append((raw, str(e)))
-    packed = getattr(emb_model.net, "input_kind", "") == "packed"
-    min_frames = int(getattr(emb_model.net, "patch_size", 1)) if packed else 1
+    min_frames = emb_model.contract.column_frames
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -279,7 +274,7 @@ def embed_files(
             report.skipped.append(key)
         else:
             try:
-                source = FileSource(path, emb_model.sample_rate)
+                source = AudioReader(path, emb_model.sample_rate)
                 check_audio_file(path, emb_model.frontend, min_frames, source.info)
                 if kind == "scene":
                     vec = emb_model.scene_from_source(source).numpy().astype(np.float32)

@@ -125,11 +125,12 @@ def run_demo(
     """Run the whole demo; ``say`` receives one line per stage (the CLI prints them)."""
     import torch
 
+    from audioflex.apps.lengths import evaluate_lengths
     from audioflex.audio.frontend.kaldi import KaldiFbankConfig, compute_norm_stats
     from audioflex.data.demo import CLASSES, DemoSpec, make_demo_dataset
     from audioflex.data.readers import read_dataset
-    from audioflex.evaluate.lengths import EvalItem, evaluate_lengths, plot_reports, write_json
-    from audioflex.pipeline import Pipeline
+    from audioflex.evaluate.lengths import EvalItem, plot_reports, write_json
+    from audioflex.inference.pipeline import Pipeline
     from audioflex.train import train
 
     s = settings or DemoSettings()

@@ -1,6 +1,28 @@
-"""``Pipeline``: front end + model + labels, for tagging audio of any length and frame shift.
+"""``Pipeline``: front end + model + labels, for tagging, detection and embeddings of audio of any
+length and frame shift.
 
-See :mod:`audioflex.inference` for how long inputs are split and scores aggregated.
+How a long input is handled by ``Pipeline.tag`` and ``Pipeline.clip_scores``:
+
+- **Packed models (ElasticAST).** The audio is cut into consecutive, non-overlapping pieces of at
+  most ``piece_s`` seconds (default: the span the model's time-position table covers at the
+  front end's frame shift, ``contract.native_frames``: e.g. 10.24 s at 10 ms, 20.48 s at 20 ms;
+  a clip up to that length is one piece, fed at its native length). Pieces are read from disk
+  one at a time (:class:`~audioflex.audio.stream.AudioReader`), their spectrograms are packed
+  into batches of at most ``max_tokens`` tokens, and each piece is scored as its own clip. The
+  file's scores are the duration-weighted mean of the pieces' probabilities (``aggregate="mean"``)
+  or their maximum (``"max"``). Memory is bounded by one batch of pieces.
+- **Fixed-window models (AST, HTS-AT, PaSST).** The audio is cut into windows of the model's input
+  length (``contract.input_frames``) with ``window_hop`` overlap (default 50 %); short inputs and
+  the last window are padded to the window and passed with their valid frames (HTS-AT fits
+  only those; AST and PaSST read the padded grid as in training). Windows are scored in batches
+  of ``batch_size``; scores are aggregated the same way.
+
+Frame scores and events (:meth:`Pipeline.frame_scores`, :meth:`Pipeline.detect`) slide windows
+with overlap-add (:mod:`audioflex.inference.frames`); embeddings go through the HEAR embedding
+model (:mod:`audioflex.hear.model`). Files that are used but suspicious are reported with a
+``logging`` warning naming the file (:func:`~audioflex.audio.stream.check_audio_file`): a
+truncated file (its header promises more than it holds; the part it holds is used) and audio
+shorter than one front-end window (packed models: one patch of frames; it is padded to that).
 """
 
 from __future__ import annotations
@@ -9,20 +31,20 @@ import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
-from audioflex.inference import Piece, aggregate_scores, check_audio_file, default_piece_s, iter_pieces
+from audioflex.audio.stream import AudioInput, AudioReader, Piece, check_audio_file, iter_pieces
+from audioflex.checkpoints import CheckpointError, load_checkpoint
+from audioflex.evaluate.events import Event
+from audioflex.hear.model import EmbeddingModel, EmbedOptions
+from audioflex.inference.frames import FrameScores, frame_scores, scores_to_events
+from audioflex.inference.windows import aggregate_scores
+from audioflex.models.contract import ModelContract, contract_of
 from audioflex.packing import collate_packed, num_tokens, plan_batches
-
-if TYPE_CHECKING:
-    from audioflex.evaluate.detection import FrameScores
-
-AudioInput = str | Path | torch.Tensor
-
 
 MAX_SHIFT_PER_WINDOW = 2.0
 """A frame shift may be at most this many analysis windows (``frame_length_ms``) long."""
@@ -68,7 +90,8 @@ class Pipeline:
     """Tag audio files or waveforms with a model and its front end.
 
     Args:
-        model: an audioflex model (``input_kind`` "packed" or "spectrogram").
+        model: an audioflex model (its :class:`~audioflex.models.contract.ModelContract` says
+            whether it is packed or takes a fixed grid).
         frontend: the front end the model was trained with.
         labels: class names (default ``class_0`` …).
         multilabel: sigmoid scores (AudioSet-style) if True, softmax otherwise.
@@ -99,12 +122,13 @@ class Pipeline:
             frontend = build_frontend(frontend)
         if hasattr(frontend.config, "frame_shift_ms"):
             check_frame_shift(frontend.config, frontend.config.frame_shift_ms)
+        self.contract: ModelContract = contract_of(model)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.frontend = frontend.to(self.device).eval()
-        n = getattr(model, "num_classes", None)
-        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(n or 0)]
-        if n is not None and len(self.labels) != n:
+        n = self.contract.num_classes
+        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(n)]
+        if len(self.labels) != n:
             raise ValueError(f"{len(self.labels)} labels for a model with {n} classes")
         self.multilabel = multilabel
         self.max_tokens = max_tokens
@@ -124,8 +148,6 @@ class Pipeline:
         ``frame_shift_ms=...`` among ``kwargs`` changes the front end's frame shift (packed models
         handle any resolution; allowed values: :func:`check_frame_shift`).
         """
-        from audioflex.checkpoints import CheckpointError, load_checkpoint
-
         shift = kwargs.pop("frame_shift_ms", None)
         ck = load_checkpoint(path, map_location=device)
         if ck.frontend is None:
@@ -143,23 +165,16 @@ class Pipeline:
 
     @property
     def is_packed(self) -> bool:
-        return getattr(self.model, "input_kind", "spectrogram") == "packed"
+        return self.contract.packed
 
     @property
     def piece_s(self) -> float:
         """Length of the pieces (packed) or windows (fixed) the input is cut into, in seconds."""
         if self._piece_s is not None:
             return self._piece_s
-        if self.is_packed:
-            table = self.model.pos_embed_time.shape[0]
-            return default_piece_s(table, self.model.patch_size, self.frontend.hop_s)
-        frames = (
-            getattr(self.model, "input_frames", None)
-            or getattr(self.model, "max_length", None)
-            or getattr(self.model, "max_frames", None)
-        )
-        if frames is None:
-            raise ValueError(f"{type(self.model).__name__} does not say its input length; pass piece_s=")
+        if self.contract.input_frames is None:  # packed: what the time table covers at this shift
+            return self.contract.native_frames * self.frontend.hop_s
+        frames = self.contract.input_frames
         hop = round(self.frontend.hop_s * self.sample_rate)
         n = frames * hop
         while n > hop and self.frontend.num_frames(n) > frames:  # e.g. centred STFTs give one extra frame
@@ -171,8 +186,7 @@ class Pipeline:
         for packed models), each logged; nothing for waveforms."""
         if isinstance(audio, torch.Tensor):
             return []
-        patch = int(getattr(self.model, "patch_size", 1)) if self.is_packed else 1
-        return check_audio_file(audio, self.frontend, patch)
+        return check_audio_file(audio, self.frontend, self.contract.column_frames)
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
@@ -185,11 +199,12 @@ class Pipeline:
     @torch.no_grad()
     def _score_pieces(self, pieces: list[Piece]) -> torch.Tensor:
         """Scores ``[P, C]`` of pieces (already batched by the caller)."""
-        if not self.is_packed:
-            spec, _ = self.frontend(*self._padded(pieces, round(self.piece_s * self.sample_rate)))
-            return self._activate(self.model(spec).clip_logits.float())
+        if not self.is_packed:  # the window, with each piece's valid frames (HTS-AT fits those only)
+            spec, frames = self.frontend(*self._padded(pieces, round(self.piece_s * self.sample_rate)))
+            frames = frames.clamp(max=spec.shape[-1])
+            return self._activate(self.model(spec, frames).clip_logits.float())
         specs = self._spectrograms(pieces)
-        out = self.model(collate_packed(specs).to(self.device))
+        out = self.model(collate_packed(specs, patch=self.contract.column_frames).to(self.device))
         return self._activate(out.clip_logits.float())
 
     def _padded(self, pieces: list[Piece], min_samples: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +219,7 @@ class Pipeline:
     def _tokens(self, piece: Piece) -> int:
         """Tokens a piece gives a packed model."""
         frames = max(1, self.frontend.num_frames(piece.num_samples))
-        return num_tokens(self.model.num_mel_bins, frames, self.model.patch_size)
+        return num_tokens(self.contract.num_mel_bins, frames, self.contract.column_frames)
 
     def _batches(self, pieces: Iterator[Piece]) -> Iterator[list[Piece]]:
         """Group streamed pieces into batches (token budget for packed models)."""
@@ -257,14 +272,26 @@ class Pipeline:
         """Frame probabilities of a file or waveform ``[T]`` of any length on one timeline.
 
         Sliding windows with overlap-add for HTS-AT, packed pieces for a frame-head ElasticAST
-        (see :mod:`audioflex.evaluate.detection`); ``options`` go to
-        :func:`~audioflex.evaluate.detection.frame_scores` (``hop``, ``weighting``, ``aggregate``,
-        ``keep_spectrogram``, ...). Returns ``FrameScores`` (``probs [T', C]``, ``frame_hop_s``,
-        ``clip [C]``).
+        (see :mod:`audioflex.inference.frames`); ``options`` go to
+        :func:`~audioflex.inference.frames.frame_scores` (``hop``, ``weighting``, ``aggregate``,
+        ``keep_spectrogram``, ...; default: this pipeline's window hop, aggregation, batch size,
+        activation, device and, for packed models, ``piece_s`` as the window). Returns
+        ``FrameScores`` (``probs [T', C]``, ``frame_hop_s``, ``clip [C]``). A file that is
+        truncated or too short is used with a logged warning (:meth:`check_file`).
         """
-        from audioflex.evaluate.detection import detection_scores
-
-        return detection_scores(self, audio, sample_rate=sample_rate, **options)
+        self.check_file(audio)
+        opts: dict[str, Any] = {
+            "labels": self.labels,
+            "hop": self.window_hop,
+            "aggregate": self.aggregate,
+            "batch_size": self.batch_size,
+            "multilabel": self.multilabel,
+            "device": self.device,
+        }
+        if self.is_packed and self._piece_s is not None:
+            opts["window_s"] = self._piece_s
+        opts.update(options)
+        return frame_scores(self.model, self.frontend, audio, sample_rate=sample_rate, **opts)
 
     def detect(
         self,
@@ -277,12 +304,10 @@ class Pipeline:
         sample_rate: int | None = None,
         filename: str | None = None,
         **options: Any,
-    ) -> list[Any]:
+    ) -> list[Event]:
         """Sound events (``evaluate.events.Event``: onset/offset in seconds, label) of a file or
         waveform ``[T]``: :meth:`frame_scores`, then per-class thresholds, median filtering,
         minimum duration and gap merging."""
-        from audioflex.evaluate.detection import scores_to_events
-
         scores = self.frame_scores(audio, sample_rate, **options)
         if filename is None and not isinstance(audio, torch.Tensor):
             filename = str(audio)
@@ -309,27 +334,18 @@ class Pipeline:
             out[group] = self._score_pieces([pieces[i] for i in group]).cpu()
         return out
 
-    def embedding_model(self, **options: Any) -> Any:
+    def embedding_model(self, **options: Any) -> EmbeddingModel:
         """The HEAR-style :class:`~audioflex.hear.model.EmbeddingModel` over this pipeline's model
         (options: ``hop_ms``, ``window_ms``, ``layers``, ``levels``, ... see ``EmbedOptions``)."""
-        from audioflex.hear.model import EmbeddingModel, EmbedOptions
-
         return EmbeddingModel(self.model, self.frontend, EmbedOptions.parse(None, **options), labels=self.labels)
 
-    def _source(self, audio: AudioInput, sample_rate: int | None) -> Any:
-        from audioflex.audio.io import resample
-        from audioflex.hear.model import FileSource, TensorSource
-
-        if isinstance(audio, torch.Tensor):
-            wave = (
-                audio
-                if not sample_rate or sample_rate == self.sample_rate
-                else resample(audio, sample_rate, self.sample_rate)
-            )
-            return TensorSource(wave.float())
-        source = FileSource(audio, self.sample_rate)
-        self.check_file(audio)
-        return source
+    def _source(self, audio: AudioInput, sample_rate: int | None) -> AudioReader:
+        """The input as an :class:`AudioReader` at the model's rate (a file: checked and logged,
+        :meth:`check_file`)."""
+        reader = AudioReader(audio, self.sample_rate, source_rate=sample_rate)
+        if not isinstance(audio, torch.Tensor):
+            check_audio_file(audio, self.frontend, self.contract.column_frames, reader.info)
+        return reader
 
     def embed(self, audio: AudioInput, sample_rate: int | None = None, **options: Any) -> torch.Tensor:
         """Scene embedding ``[D]`` of a file or waveform ``[T]`` of any length (streamed)."""

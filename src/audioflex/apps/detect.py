@@ -1,0 +1,119 @@
+"""``audioflex detect``: sound events of audio files, written as DESED TSV or JSON (+ PNG timelines)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audioflex.audio.io import AudioError
+from audioflex.evaluate.events import Event, PerClass, frames_to_events, write_events_json, write_events_tsv
+from audioflex.inference.frames import scores_to_events
+from audioflex.inference.pipeline import Pipeline
+from audioflex.plots import plot_detection
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DetectReport", "detect_files"]
+
+
+@dataclass
+class DetectReport:
+    """What :func:`detect_files` did.
+
+    Attributes:
+        events: per file (as given), its events.
+        errors: per bad file, the error message (the other files were still processed).
+        out: the written TSV/JSON file, or None.
+        plots: per file, its PNG.
+    """
+
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    out: Path | None = None
+    plots: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def num_events(self) -> int:
+        return sum(len(v) for v in self.events.values())
+
+
+def detect_files(
+    files: Sequence[str | Path],
+    checkpoint: str | Path | Pipeline,
+    *,
+    out: str | Path | None = None,
+    fmt: str = "tsv",
+    plot_dir: str | Path | None = None,
+    thresholds: PerClass = 0.5,
+    median_filter_s: PerClass = 0.0,
+    min_duration_s: PerClass = 0.0,
+    merge_gap_s: PerClass = 0.0,
+    hop: float = 0.5,
+    weighting: str = "flat",
+    batch_size: int = 8,
+    device: str = "cpu",
+    top_k_plot: int = 5,
+) -> DetectReport:
+    """Detect events in audio files and write them (the ``audioflex detect`` command's core).
+
+    Args:
+        files: audio files.
+        checkpoint: an audioflex checkpoint directory, or a ready ``Pipeline``.
+        out: output file: DESED TSV (``filename\\tonset\\toffset\\tevent_label``, seconds, one
+            row per event, header line; files without events get no row) or JSON
+            (``{"files": {file: [{"onset", "offset", "event_label"}]}, "errors": {file: message}}``;
+            files without events are listed with ``[]``); None writes nothing.
+        fmt: ``tsv`` or ``json``.
+        plot_dir: write ``<stem>.png`` timelines (spectrogram + activity + events) there.
+        thresholds, median_filter_s, min_duration_s, merge_gap_s: event post-processing.
+        hop, weighting, batch_size, device: sliding-window options (see
+            :func:`audioflex.inference.frames.frame_scores`).
+        top_k_plot: classes shown in the activity panel.
+
+    Bad files (unreadable, empty, ...) are listed in ``report.errors`` (and logged at INFO); the
+    others are still processed. Filenames in the output are as given. Truncated or too short
+    files are used with a logged warning (``Pipeline.check_file``).
+    """
+    if fmt not in ("tsv", "json"):
+        raise ValueError(f"fmt must be 'tsv' or 'json', got {fmt!r}")
+    if isinstance(checkpoint, Pipeline):
+        pipe = checkpoint
+    else:
+        pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    post = {"thresholds": thresholds, "median_filter_s": median_filter_s, "min_duration_s": min_duration_s,
+            "merge_gap_s": merge_gap_s}
+    frames_to_events(np.zeros((1, len(pipe.labels))), 1.0, pipe.labels, **post)  # bad options fail before any work
+    report = DetectReport()
+    plot_path = Path(plot_dir) if plot_dir is not None else None
+    if plot_path is not None:
+        plot_path.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        key = str(f)
+        try:
+            scores = pipe.frame_scores(f, hop=hop, weighting=weighting, keep_spectrogram=plot_path is not None)
+            events = scores_to_events(scores, filename=key, **post)
+        except (AudioError, OSError) as e:
+            logger.info("%s: %s", key, e)  # the caller reports report.errors (the CLI prints each once)
+            report.errors[key] = str(e)
+            continue
+        report.events[key] = events
+        if plot_path is not None:
+            png = plot_path / f"{Path(key).stem}.png"
+            i = 1
+            while png in report.plots.values():  # same stem in different folders
+                png = plot_path / f"{Path(key).stem}_{i}.png"
+                i += 1
+            plot_detection(png, scores, events, top_k=top_k_plot, title=Path(key).name)
+            report.plots[key] = png
+    if out is not None:
+        if fmt == "tsv":
+            report.out = write_events_tsv(out, report.events)
+        else:
+            report.out = write_events_json(out, report.events, extra={"errors": report.errors})
+    return report
+
+
