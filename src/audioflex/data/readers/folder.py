@@ -1,0 +1,52 @@
+"""Folder per class: ``<class>/**/*.wav``, optionally under ``train/``, ``valid/``, ``test/`` split folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from audioflex.data.readers.common import AUDIO_EXTENSIONS, DatasetError, is_audio
+from audioflex.data.records import ClipRecord, LabelSet, ReadResult, normalize_split
+
+
+def read_folder(root: str | Path, *, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> ReadResult:
+    """Folder per class: ``root/<class>/**/*.wav`` (audio extensions only), classes sorted.
+
+    If the top folders are all split names (``train``, ``valid``/``val``/``validation``,
+    ``test``...), the layout ``root/<split>/<class>/...`` is read with splits. Folders starting
+    with ``_`` or ``.``
+    are ignored.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+
+    def subdirs(d: Path) -> list[str]:
+        return sorted(
+            e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith(("_", "."))
+        )
+
+    top = subdirs(root)
+    split_dirs: list[tuple[Path, str | None]]
+    if top and all(
+        t.lower() in ("train", "training", "valid", "val", "validation", "dev", "test", "eval")
+        for t in top
+    ):
+        split_dirs = [(root / t, normalize_split(t)) for t in top]
+    else:
+        split_dirs = [(root, None)]
+    records = []
+    for base, split in split_dirs:
+        for cls in subdirs(base):
+            files = []
+            for dirpath, dirnames, filenames in os.walk(base / cls):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
+                files.extend(Path(dirpath) / f for f in sorted(filenames) if is_audio(f, exts))
+            for f in files:
+                rel = f.relative_to(root).with_suffix("").as_posix()
+                records.append(ClipRecord(path=f, labels=(cls,), split=split, id=rel))
+    if not records:
+        raise DatasetError(f"{root}: no audio files ({', '.join(exts)}) in <class>/ sub-folders")
+    return ReadResult(records, LabelSet.from_records(records), kind="folder", source=root)
