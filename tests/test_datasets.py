@@ -12,7 +12,8 @@ import torch
 
 from audioflex.audio.augment import SpecAugment
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
-from audioflex.data.datasets import BadClip, SpectrogramDataset, TrainCollator, WaveformDataset, resolve_durations
+from audioflex.data.datasets import BadClip, SpectrogramDataset, TrainCollator, WaveformDataset
+from audioflex.data.durations import resolve_durations
 from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, class_balanced_weights
 from audioflex.packing import PackedBatch

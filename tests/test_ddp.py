@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from audioflex.audio.augment import SpecAugment
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
-from audioflex.data.datasets import SpectrogramDataset, TrainCollator, WaveformDataset, resolve_durations
+from audioflex.data.datasets import SpectrogramDataset, TrainCollator, WaveformDataset
+from audioflex.data.durations import resolve_durations
 from audioflex.data.readers import read_dataset
 from audioflex.data.samplers import BudgetBatchSampler
 from audioflex.models.registry import create_model

@@ -13,8 +13,9 @@ import soundfile as sf
 import torch
 
 from audioflex.checkpoints.io import load_checkpoint
-from audioflex.data.datasets import FrameTargetSpec, SpectrogramDataset, TrainCollator, WaveformDataset, is_strong
+from audioflex.data.datasets import SpectrogramDataset, TrainCollator, WaveformDataset
 from audioflex.data.readers import read_dataset
+from audioflex.data.targets import FrameTargetSpec, is_strong
 from audioflex.models.registry import create_model
 from audioflex.train import train
 from audioflex.train.losses import frame_bce

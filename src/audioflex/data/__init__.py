@@ -1,5 +1,11 @@
-"""Datasets: records, label vocabularies and readers for the standard layouts."""
+"""Datasets: records, label vocabularies and readers for the standard layouts.
 
+Where things are: ``records`` (ClipRecord, LabelSet, ReadResult), ``readers/`` (one module per
+layout), ``durations`` (from file headers), ``targets`` (strong labels -> frame targets),
+``samplers``, ``shards``, and ``datasets/`` (training datasets, collator, batches, streaming).
+"""
+
+from audioflex.data.durations import with_durations
 from audioflex.data.readers import (
     AUDIO_EXTENSIONS,
     DatasetError,
@@ -19,7 +25,6 @@ from audioflex.data.records import (
     LabelSet,
     ReadResult,
     normalize_split,
-    with_durations,
 )
 
 __all__ = [

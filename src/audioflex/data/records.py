@@ -1,7 +1,7 @@
 """Dataset records: one ``ClipRecord`` per clip, a ``LabelSet`` vocabulary and a ``ReadResult``.
 
 Readers (``audioflex.data.readers``) turn the standard dataset layouts into these plain values;
-nothing here opens an audio file except :func:`with_durations`, which reads headers on request.
+nothing here opens an audio file (durations from file headers: :mod:`audioflex.data.durations`).
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ class ClipRecord:
         events: strong labels (sorted by onset); empty for weakly labelled sets.
         fold: cross-validation fold (ESC-50: 1..5) or ``None``.
         split: ``"train"``, ``"valid"``, ``"test"`` or ``None``.
-        duration: length of the audio file in seconds, when known (see :func:`with_durations`).
+        duration: length of the audio file in seconds, when known (see
+            :func:`~audioflex.data.durations.with_durations`).
         start, end: the part of the file that is the clip, in seconds (``end=None``: to the end of
             the file). Only set when a file holds more than the clip (e.g. full AudioSet videos).
         id: a stable identifier (file stem, YTID, relative path...); defaults to the file stem.
@@ -324,29 +325,3 @@ class ReadResult:
             and (inc is None or r.fold in inc)
             and r.fold not in exc
         ]
-
-
-def with_durations(
-    records: Iterable[ClipRecord], *, overwrite: bool = False, errors: str = "raise"
-) -> list[ClipRecord]:
-    """Fill ``duration`` from each file's header (``soundfile.info``; nothing is decoded).
-
-    Only records without a duration are opened unless ``overwrite``. ``errors="raise"`` raises the
-    ``AudioError`` naming an unreadable file; ``errors="warn"`` logs it and leaves
-    ``duration=None``.
-    """
-    if errors not in ("raise", "warn"):
-        raise ValueError(f"with_durations: errors must be 'raise' or 'warn', got {errors!r}")
-    from audioflex.audio.io import AudioError, audio_info
-
-    out = []
-    for r in records:
-        if r.duration is None or overwrite:
-            try:
-                r = dataclasses.replace(r, duration=audio_info(r.path).duration)
-            except AudioError as exc:
-                if errors == "raise":
-                    raise
-                logger.warning("with_durations: %s", exc)
-        out.append(r)
-    return out

@@ -1,12 +1,14 @@
 """Frame targets for strong-label training: events -> ``[num_frames, C]`` 0/1 targets.
 
-Frame ``t`` covers ``[offset_s + t * hop, offset_s + (t + 1) * hop)`` seconds; the datasets
-rasterise a clip's events at its model's frame-logit step (``FrameTargetSpec`` in
-:mod:`audioflex.data.datasets`).
+Frame ``t`` covers ``[offset_s + t * hop, offset_s + (t + 1) * hop)`` seconds. A
+:class:`FrameTargetSpec` says how a model's frame-wise output steps lie over the front-end frames;
+:func:`clip_frame_targets` rasterises one (cropped) clip's events at that step for the training
+datasets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -14,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioflex.data.records import as_event
+from audioflex.data.records import ClipRecord, as_event
 
-__all__ = ["events_to_frame_targets", "frame_targets_for"]
+__all__ = ["FrameTargetSpec", "clip_frame_targets", "events_to_frame_targets", "is_strong"]
 
 _EPS = 1e-9  # tolerance (in frames) for frame-boundary decisions
 
@@ -68,20 +70,47 @@ def events_to_frame_targets(
     return out
 
 
-def frame_targets_for(
-    events: Sequence[Any],
-    labels: Sequence[str],
-    num_frames: int,
-    frame_hop_s: float,
-    *,
-    rule: str = "any",
-    offset_s: float = 0.0,
-) -> torch.Tensor:
-    """Strong labels -> frame targets ``[num_frames, C]`` float32 (1 where an event overlaps step
-    ``[t, t + 1) * frame_hop_s``; ``rule="half"``: by at least half a step), via
-    :func:`events_to_frame_targets`. For HTS-AT use ``num_frames = model.num_steps`` (32) and
-    ``frame_hop_s = 0.32``; for ElasticAST the clip's column count and 16 frame shifts;
-    ``offset_s`` = the crop's start when training on a crop of a longer clip.
+@dataclasses.dataclass(frozen=True)
+class FrameTargetSpec:
+    """How strong labels become frame targets for a model's frame-wise output.
+
+    ``step_frames``: front-end frames per output step (HTS-AT: 32 = 0.32 s at 10 ms; ElasticAST:
+    the patch size, one step per patch column = 16 frame shifts). ``num_steps``: steps of every
+    clip (HTS-AT: 32 over its 1024-frame window) or None (one per column of the clip: ElasticAST).
+    ``rule``: ``any`` (a step is active if an event overlaps it) or ``half`` (by >= half a step).
     """
-    t = events_to_frame_targets(events, labels, num_frames, frame_hop_s, rule=rule, offset_s=offset_s)
-    return torch.as_tensor(np.asarray(t), dtype=torch.float32)
+
+    labels: tuple[str, ...]
+    step_frames: int
+    num_steps: int | None = None
+    rule: str = "any"
+
+
+def is_strong(record: ClipRecord) -> bool:
+    """Whether a clip's frame targets are known: every clip label has events (a clip without
+    labels and events is a strongly labelled empty clip); weak-only clips are not strong."""
+    return set(record.labels) <= {e.label for e in record.events}
+
+
+def clip_frame_targets(
+    spec: FrameTargetSpec, record: ClipRecord | None, frames: int, offset_s: float, hop_s: float
+) -> dict[str, Any]:
+    """One clip's frame targets for ``spec``: ``frame_target [S, C]`` float32, ``frame_valid``
+    (its real steps) and ``strong`` (see :func:`is_strong`; other clips get zeros).
+
+    ``frames``: the clip's valid front-end frames, the first at ``offset_s`` seconds of the
+    record's audio; ``hop_s``: the front end's frame hop. ``S`` is ``spec.num_steps`` or, when
+    that is None, one step per ``spec.step_frames`` frames.
+    """
+    valid = max(1, math.ceil(frames / spec.step_frames))
+    steps = spec.num_steps if spec.num_steps is not None else valid
+    valid = min(valid, steps)
+    strong = record is not None and is_strong(record)
+    if strong:
+        t = events_to_frame_targets(
+            record.events, spec.labels, steps, spec.step_frames * hop_s, rule=spec.rule, offset_s=offset_s
+        )
+        target = torch.as_tensor(t, dtype=torch.float32)
+    else:
+        target = torch.zeros(steps, len(spec.labels))
+    return {"frame_target": target, "frame_valid": valid, "strong": strong}

@@ -118,7 +118,7 @@ class SedConfig:
     """Strong-label (sound event detection) training for models with frame-wise outputs.
 
     ``frame_weight`` w > 0 (0 = off: clip loss only): clips whose events are known (DESED-style strong labels, see
-    ``audioflex.data.datasets.is_strong``) get ``(1 - w) * clip BCE + w * frame BCE`` with frame
+    ``audioflex.data.targets.is_strong``) get ``(1 - w) * clip BCE + w * frame BCE`` with frame
     targets rasterised at the model's frame hop (HTS-AT: its 32 steps of 0.32 s; ElasticAST with
     ``frame_head: true``: one step per patch column = 16 frame shifts) over the clip's real
     length; weak-only clips get the clip BCE alone — or, with ``weak_frame_loss``, the clip BCE

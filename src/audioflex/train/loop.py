@@ -57,15 +57,15 @@ from audioflex.data.datasets import (
     BadClip,
     Batch,
     DeviceFrontend,
-    FrameTargetSpec,
     SpectrogramDataset,
     StreamingBatches,
     TrainCollator,
     WaveformDataset,
-    resolve_durations,
 )
+from audioflex.data.durations import resolve_durations
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, derive_seed
+from audioflex.data.targets import FrameTargetSpec
 from audioflex.evaluate.metrics import clip_metrics
 from audioflex.models.contract import contract_of
 from audioflex.models.outputs import AudioOutput

@@ -116,7 +116,7 @@ def frame_bce(
     if frame_targets.shape != frame_logits.shape:
         raise ValueError(
             f"frame_targets {tuple(frame_targets.shape)} must match frame_logits {tuple(frame_logits.shape)}; "
-            "rasterise targets at the model's frame hop and step count (data.targets.frame_targets_for)"
+            "rasterise targets at the model's frame hop and step count (data.targets.clip_frame_targets)"
         )
     loss = F.binary_cross_entropy_with_logits(frame_logits.float(), frame_targets.float(), reduction="none")
     if valid_mask is None:

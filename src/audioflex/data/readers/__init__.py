@@ -3,7 +3,7 @@
 Every reader returns a :class:`~audioflex.data.records.ReadResult` (records, label vocabulary,
 missing files, warnings). Files named by the metadata but absent on disk are reported, not fatal;
 malformed metadata raises :class:`DatasetError` naming the file and line. Audio is never opened
-(durations: :func:`~audioflex.data.records.with_durations`).
+(durations: :func:`~audioflex.data.durations.with_durations`).
 
 One module per layout: :mod:`.esc50`, :mod:`.speech_commands`, :mod:`.audioset` (segment CSVs),
 :mod:`.strong` (DESED strong-label TSVs), :mod:`.manifest` (CSV/TSV/JSONL manifests) and

@@ -1,0 +1,170 @@
+"""Clips as waveforms: crop/cap policy (native length or fixed clip), gain, clip targets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from audioflex.audio.augment import random_gain, sample_crop
+from audioflex.audio.io import AudioError, load_audio_with_info, truncation_note
+from audioflex.data.datasets.items import CROP, MIX, BadClip, clip_generator
+from audioflex.data.records import ClipRecord, LabelSet
+from audioflex.data.samplers import derive_seed
+
+logger = logging.getLogger(__name__)
+
+
+def _window(
+    duration: float | None, window: float | None, train: bool, policy: str, g: torch.Generator
+) -> tuple[float, float | None]:
+    """(offset, length) in seconds of the part of a clip of ``duration`` s to read (None: to the end)."""
+    if window is None or duration is None or duration <= window:
+        return 0.0, None
+    if train:
+        start, size = sample_crop(duration, window, generator=g, integer=False)
+        return float(start), float(size)
+    if policy == "center":
+        return (duration - window) / 2.0, window
+    return 0.0, window
+
+
+class WaveformDataset(Dataset):
+    """Clips as ``(wave [T] float32, target, meta)`` at ``sample_rate``.
+
+    Crop policy (``window`` seconds): ``max_seconds`` (native-length models, e.g. ElasticAST)
+    keeps clips at their length up to the cap; ``clip_seconds`` (fixed-length models) crops to
+    the model's length — both crop at random in training (``train=True``) and at the start
+    (``eval_crop="start"``) or centre (``"center"``) in evaluation. Shorter clips are returned
+    as they are; fixed-length padding happens on the spectrogram (front-end ``target_length`` or
+    the collator), as in the AST recipe.
+
+    Targets: ``target="multi_hot"`` gives ``[C]`` float (multi-hot for BCE, one-hot for a
+    single-label clip), ``"index"`` gives the class index (int64 scalar; single-label only).
+    Strong-label (frame) targets are made by :class:`~audioflex.data.datasets.spectrogram.SpectrogramDataset`,
+    which knows the crop.
+
+    Unreadable files give a :class:`BadClip` (logged, never raised); a truncated file is used as
+    far as it goes, with the reason in ``meta["problems"]``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        labels: LabelSet,
+        *,
+        sample_rate: int,
+        train: bool = False,
+        max_seconds: float | None = None,
+        clip_seconds: float | None = None,
+        eval_crop: str = "start",
+        target: str = "multi_hot",
+        gain_db: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if max_seconds is not None and clip_seconds is not None:
+            raise ValueError("WaveformDataset: give max_seconds (native length) or clip_seconds (fixed), not both")
+        if eval_crop not in ("start", "center"):
+            raise ValueError(f"WaveformDataset: eval_crop must be 'start' or 'center', got {eval_crop!r}")
+        if target not in ("multi_hot", "index"):
+            raise ValueError(f"WaveformDataset: target must be 'multi_hot' or 'index', got {target!r}")
+        for name, v in (("max_seconds", max_seconds), ("clip_seconds", clip_seconds)):
+            if v is not None and not v > 0:
+                raise ValueError(f"WaveformDataset: {name} must be > 0 seconds, got {v}")
+        self.records = list(records)
+        self.labels = labels
+        self.sample_rate = int(sample_rate)
+        self.train = train
+        self.window = clip_seconds if clip_seconds is not None else max_seconds
+        self.eval_crop = eval_crop
+        self.target = target
+        self.gain_db = float(gain_db)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def item_seed(self, index: int, stream: int) -> int:
+        """The seed of one random draw of clip ``index`` in this epoch (train) or fixed (eval)."""
+        return derive_seed(self.seed, stream, self.epoch if self.train else -1, index)
+
+    def encode(self, record: ClipRecord) -> torch.Tensor:
+        if self.target == "index":
+            return torch.tensor(self.labels.class_index(record.labels), dtype=torch.long)
+        return self.labels.encode(record.labels)
+
+    def read_seconds(self, record: ClipRecord) -> float | None:
+        """Seconds of audio this dataset reads of ``record`` (None: unknown duration, no cap)."""
+        d = record.clip_duration
+        if d is None:
+            return self.window
+        return d if self.window is None else min(d, self.window)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]] | BadClip:
+        r = self.records[index]
+        g = clip_generator(self.item_seed(index, CROP))
+        offset, length = _window(r.clip_duration, self.window, self.train, self.eval_crop, g)
+        if length is None and r.end is not None:
+            length = r.end - r.start - offset
+        try:
+            wave, info = load_audio_with_info(r.path, self.sample_rate, offset=r.start + offset, duration=length)
+        except AudioError as exc:
+            logger.warning("skipping unreadable clip: %s", exc)
+            return BadClip(index, str(r.path), str(exc))
+        if self.window is not None and r.clip_duration is None:
+            # duration unknown up front: crop the decoded audio
+            wave, start = self._crop_decoded(wave, g)
+            offset += start / self.sample_rate
+        note = truncation_note(info)
+        return self._finish(wave, r, index, offset, g, [note] if note else [])
+
+    def from_wave(self, wave: torch.Tensor, record: ClipRecord, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The item of an already decoded clip ``wave [T]`` (a shard stream): same crop/gain draws
+        as :meth:`__getitem__` with ``index`` as the clip's seed index."""
+        g = clip_generator(self.item_seed(index, CROP))
+        duration = wave.shape[0] / self.sample_rate
+        offset, length = _window(duration, self.window, self.train, self.eval_crop, g)
+        if length is not None:
+            lo = int(round(offset * self.sample_rate))
+            wave = wave[lo : lo + max(1, int(round(length * self.sample_rate)))]
+            offset = lo / self.sample_rate
+        return self._finish(wave, record, index, offset, g)
+
+    def _crop_decoded(self, wave: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, int]:
+        n = int(round(self.window * self.sample_rate))
+        if wave.shape[0] <= n:
+            return wave, 0
+        if self.train:
+            start = int(torch.randint(0, wave.shape[0] - n + 1, (1,), generator=g))
+        else:
+            start = (wave.shape[0] - n) // 2 if self.eval_crop == "center" else 0
+        return wave[start : start + n], start
+
+    def _finish(
+        self,
+        wave: torch.Tensor,
+        r: ClipRecord,
+        index: int,
+        offset: float,
+        g: torch.Generator,
+        problems: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if self.train and self.gain_db > 0:
+            wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
+        meta: dict[str, Any] = {
+            "index": index,
+            "id": r.id,
+            "path": str(r.path),
+            "offset_s": offset,
+            "duration_s": wave.shape[0] / self.sample_rate,
+            "seed": self.item_seed(index, MIX),
+            "problems": list(problems or []),
+        }
+        return wave, self.encode(r), meta
