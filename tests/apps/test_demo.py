@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from audioflex.apps.demo import DemoSettings, run_demo
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_report_plot_and_checkpoints(tmp_path):
     lines = []
     result = run_demo(tmp_path / "demo", DemoSettings.quick(), say=lines.append)

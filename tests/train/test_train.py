@@ -24,7 +24,7 @@ from audioflex.data.readers import read_dataset
 from audioflex.train import load_config, train
 
 SR = 16000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_dataset(root: Path, per_class: int = 6, valid: int = 2, multilabel: bool = False, seed: int = 0) -> Path:
@@ -124,6 +124,7 @@ def test_train_checkpoint_resume_equals_uninterrupted(manifest: Path, tmp_path: 
     assert acc == pytest.approx(full.last_metrics["accuracy"])
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(manifest: Path, tmp_path: Path) -> None:
     cfg = tiny_config(manifest, tmp_path / "killed", max_steps=40, eval_every=0, save_every=2)
     path = tmp_path / "cfg.yaml"

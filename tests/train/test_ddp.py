@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import socket
 import sys
@@ -44,6 +46,7 @@ def _worker(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
     assert res.steps == cfg["max_steps"]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:
     manifest = write_dataset(tmp_path / "data", per_class=7, valid=1)
     common: dict[str, Any] = {"max_steps": 3, "eval_every": 0, "save_every": 0, "log_every": 2}
