@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from audioflex.checkpoints import CheckpointError, load_checkpoint, load_state_checked, save_checkpoint
 from audioflex.checkpoints.convert import ConversionError, get_converter
-from audioflex.checkpoints.convert.ast import hf_ast_state_dict, max_length_for_grid
+from audioflex.checkpoints.convert.ast import max_length_for_grid
+from audioflex.checkpoints.convert.hf_ast import hf_ast_state_dict
 from audioflex.cli import app
 from audioflex.models.registry import create_model
 from audioflex.packing import collate_packed

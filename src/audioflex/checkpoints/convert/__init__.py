@@ -1,6 +1,13 @@
 """Converters of foreign checkpoint formats; importing this package registers them all."""
 
-from audioflex.checkpoints.convert import ast, htsat, passt  # noqa: F401  (register the formats)
+from audioflex.checkpoints.convert import (  # noqa: F401  (register the formats)
+    ast,
+    ast_to_elastic,
+    elasticast,
+    hf_ast,
+    htsat,
+    passt,
+)
 from audioflex.checkpoints.convert.base import (
     ConversionError,
     Converted,
