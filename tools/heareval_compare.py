@@ -162,7 +162,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
     ap.add_argument("--seeds", default="42,0,1,2,3", help="seeds of audioflex probe runs (42 = the kit's)")
     args = ap.parse_args()
-    from audioflex.bench_embed import make_checkpoint
+    from audioflex.bench.embed import make_checkpoint
     from audioflex.hear.probe import ProbeConfig, probe_heareval_dir
 
     work = args.work

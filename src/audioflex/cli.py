@@ -431,7 +431,7 @@ def bench_embed_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Timestamp embeddings (hop 50 ms, window 160 ms): batched vs one forward per window, and memory."""
-    from audioflex.bench_embed import bench_embed
+    from audioflex.bench.embed import bench_embed
 
     fams = tuple(f.strip() for f in families.split(",") if f.strip())
     _emit(
@@ -526,7 +526,7 @@ def bench_htsat_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """htsat_tiny vs ast_base: parameters, train-step time; detect real-time factor and peak RSS."""
-    from audioflex.bench_htsat import run
+    from audioflex.bench.htsat import run
 
     _emit(run(seconds=seconds, batch=batch, steps=steps), out_path)
 
@@ -551,7 +551,7 @@ def bench_packing(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """One training step (forward + backward) packed vs padded vs reference rows."""
-    from audioflex.bench import bench_packing as run
+    from audioflex.bench.packing import bench_packing as run
 
     _emit(run(model=model, clips=clips, max_tokens=max_tokens, steps=steps, seed=seed), out_path)
 
@@ -565,7 +565,7 @@ def bench_ast_vs_hf(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """ast_* vs transformers' ASTForAudioClassification with the same weights on 10 s clips."""
-    from audioflex.bench import bench_ast_vs_hf as run
+    from audioflex.bench.ast_hf import bench_ast_vs_hf as run
 
     _emit(run(batch=batch, steps=steps, size=size), out_path)
 

@@ -345,7 +345,7 @@ def test_tiny_htsat_learns_synthetic_events():
 
 
 def test_plot_is_written(tmp_path):
-    from audioflex.plots import plot_detection
+    from audioflex.apps.plots import plot_detection
 
     model, fe = tiny_htsat(), tiny_logmel()
     fs = frame_scores(model, fe, noise(6.0), keep_spectrogram=True)
@@ -354,7 +354,7 @@ def test_plot_is_written(tmp_path):
     png = plot_detection(tmp_path / "sub" / "t.png", fs, events, top_k=2, title="t.wav")
     data = png.read_bytes()
     assert png.stat().st_size > 5000 and data[:8] == b"\x89PNG\r\n\x1a\n"
-    from audioflex.plots import top_classes
+    from audioflex.apps.plots import top_classes
 
     assert top_classes(fs.probs.numpy(), fs.labels, events, 2)[0] == 1  # event classes first
 

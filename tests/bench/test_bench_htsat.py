@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import soundfile as sf
 
-from audioflex.bench_htsat import bench_detect, bench_train_step, make_long_audio
+from audioflex.bench.htsat import bench_detect, bench_train_step, make_long_audio
 
 
 def test_make_long_audio_has_tones_at_known_times(tmp_path):

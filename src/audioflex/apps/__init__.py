@@ -5,5 +5,6 @@ files), :mod:`~audioflex.apps.embed` (``audioflex embed``: embeddings on disk),
 :mod:`~audioflex.apps.lengths` (``audioflex evaluate``: metrics at several lengths and frame
 shifts), :mod:`~audioflex.apps.sed` (``audioflex evaluate`` on event datasets),
 :mod:`~audioflex.apps.probe` (``audioflex probe``) and :mod:`~audioflex.apps.demo`
-(``audioflex demo``). The CLI is a thin layer above these.
+(``audioflex demo``); :mod:`~audioflex.apps.plots` draws the detection timelines. The CLI is a thin
+layer above these.
 """

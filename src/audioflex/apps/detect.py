@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from audioflex.apps.plots import plot_detection
 from audioflex.audio.io import AudioError
 from audioflex.evaluate.events import Event, PerClass, frames_to_events, write_events_json, write_events_tsv
 from audioflex.inference.frames import scores_to_events
 from audioflex.inference.pipeline import Pipeline
-from audioflex.plots import plot_detection
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,8 @@ subprocess and reports its peak RSS next to the RSS after loading the model.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioflex.bench import machine
-from audioflex.hear.model import EmbeddingModel
+from audioflex.bench.common import best_seconds, count_params, load_average, machine, run_json_child, write_wav_blocks
+from audioflex.hear import EmbeddingModel
 
 
 def _default(family: str) -> tuple[str, dict[str, Any], Any]:
@@ -67,24 +65,10 @@ def loop_timestamp_embeddings(model: EmbeddingModel, audio: torch.Tensor) -> tor
     return torch.stack(out)
 
 
-def load_average() -> float | None:
-    """The 1-minute load average (None where /proc/loadavg does not exist)."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _rate(fn: Any, seconds: float, repeat: int = 3) -> float:
-    """Audio seconds per wall second of ``fn`` (which embeds ``seconds`` of audio): the best of
-    ``repeat`` timed runs after a warm-up (the minimum is the least disturbed by other load)."""
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return seconds / best
+    """Audio seconds per wall second of ``fn`` (which embeds ``seconds`` of audio), from its
+    fastest of ``repeat`` timed runs."""
+    return seconds / best_seconds(fn, repeat)
 
 
 def bench_embed(
@@ -135,7 +119,7 @@ def bench_embed(
             loop = _rate(lambda a=short, m=model: loop_timestamp_embeddings(m, a[0]), loop_seconds)
             res: dict[str, Any] = {
                 "model_name": registered_name(model.net) or "",
-                "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 3),
+                "params_m": round(count_params(model.net) / 1e6, 3),
                 "num_blocks": model.contract.num_blocks,
                 "embedding_size": model.timestamp_embedding_size,
                 "timestamp_mode": "frames" if model.frames_mode else "window",
@@ -170,8 +154,6 @@ def bench_embed(
 def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 50.0, window_ms: float = 160.0,
                      workdir: str | Path | None = None) -> dict[str, Any]:
     """Peak RSS (MB) of ``embed_files`` on a ``seconds``-long WAV, in a fresh subprocess."""
-    import soundfile as sf
-
     from audioflex.checkpoints.io import read_meta
 
     if not 0 < seconds <= 3600:
@@ -180,9 +162,8 @@ def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         wav = Path(tmp) / "long.wav"
         rng = np.random.default_rng(0)
-        with sf.SoundFile(wav, "w", sr, 1, subtype="PCM_16") as f:
-            for _ in range(int(np.ceil(seconds / 60))):
-                f.write((0.1 * rng.standard_normal(int(60 * sr))).astype(np.float32))
+        minutes = int(np.ceil(seconds / 60))  # whole minutes of noise
+        write_wav_blocks(wav, minutes * 60 * sr, sr, lambda _start, n: 0.1 * rng.standard_normal(n))
         code = (
             "import json, resource, sys, time\n"
             "from audioflex.hear import load_model\n"
@@ -197,10 +178,7 @@ def long_file_memory(checkpoint: str | Path, seconds: float, *, hop_ms: float = 
             "'failed': len(r.failed)}))\n"
         )
         args = {"ck": str(checkpoint), "hop": hop_ms, "win": window_ms, "wav": str(wav), "out": str(Path(tmp) / "o")}
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"long-file memory run failed:\n{proc.stderr[-2000:]}")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = run_json_child([sys.executable, "-c", code, json.dumps(args)], "long-file memory run")
         out_npy = Path(tmp) / "o" / "long.npy"
         res["output_mb"] = round(out_npy.stat().st_size / 2**20, 1) if out_npy.is_file() else None
         res["audio_mb_float32"] = round(seconds * sr * 4 / 2**20, 1)

@@ -1,8 +1,8 @@
-"""Plots (matplotlib, Agg backend: no display needed).
+"""Report plots of the apps (matplotlib, Agg backend: no display needed).
 
-``plot_detection``: a detection timeline PNG — the front end's spectrogram on top, the frame
-probabilities of the top classes in the middle, and the detected events as bars at the bottom,
-all on one time axis in seconds.
+``plot_detection`` (``audioflex detect --plot``): a detection timeline PNG — the front end's
+spectrogram on top, the frame probabilities of the top classes in the middle, and the detected
+events as bars at the bottom, all on one time axis in seconds.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 - :func:`run`: both models' train steps, and ``bench_detect`` in a **child process** (so the
   peak RSS is the detector's own, not the training benchmark's); returns one JSON-ready dict.
 
-Run: ``python -m audioflex.bench_htsat [--seconds 3600] [--steps 2] [--out bench.json]``.
+Run: ``python -m audioflex.bench.htsat [--seconds 3600] [--steps 2] [--out bench.json]``.
 Targets (issue 5): HTS-AT train time per clip <= 0.4x AST's; detection >= 50x real time on
 2 cores with ``htsat_tiny``; peak RSS < 2 GB. Weights are random (speed does not depend on them).
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,15 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioflex.bench import machine, peak_rss_mb
+from audioflex.bench.common import count_params, machine, mean_seconds, peak_rss_mb, run_json_child, write_wav_blocks
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["bench_detect", "bench_train_step", "make_long_audio", "run"]
-
-
-def _count_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def bench_train_step(
@@ -68,14 +63,10 @@ def bench_train_step(
         loss.backward()
         opt.step()
 
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    per_step = (time.perf_counter() - t0) / steps
+    per_step = mean_seconds(step, steps)
     return {
         "model": name,
-        "params": _count_params(model),
+        "params": count_params(model),
         "input_shape": list(spec.shape),
         "batch": batch,
         "s_per_step": per_step,
@@ -86,24 +77,17 @@ def bench_train_step(
 def make_long_audio(path: str | Path, seconds: float, sample_rate: int = 32000, seed: int = 0) -> Path:
     """Write a mono PCM-16 WAV of ``seconds``: low noise plus 1 s tones every 7 s (frequencies
     cycling), written block by block (bounded memory)."""
-    import soundfile as sf
-
-    path = Path(path)
     rng = np.random.default_rng(seed)
-    block = 60 * sample_rate
-    total = round(seconds * sample_rate)
-    freqs = (440.0, 1000.0, 2500.0, 5000.0)
-    with sf.SoundFile(path, "w", samplerate=sample_rate, channels=1, subtype="PCM_16") as f:
-        for s in range(0, total, block):
-            n = min(block, total - s)
-            t = (s + np.arange(n)) / sample_rate
-            x = 0.03 * rng.standard_normal(n)
-            k = np.floor(t / 7.0)
-            on = (t - 7.0 * k) < 1.0
-            freq = np.asarray(freqs)[(k % len(freqs)).astype(int)]
-            x += on * 0.3 * np.sin(2 * np.pi * freq * t)
-            f.write(x.astype(np.float32))
-    return path
+    freqs = np.asarray((440.0, 1000.0, 2500.0, 5000.0))
+
+    def block(start: int, n: int) -> np.ndarray:
+        t = (start + np.arange(n)) / sample_rate
+        x = 0.03 * rng.standard_normal(n)
+        k = np.floor(t / 7.0)
+        on = (t - 7.0 * k) < 1.0
+        return x + on * 0.3 * np.sin(2 * np.pi * freqs[(k % len(freqs)).astype(int)] * t)
+
+    return write_wav_blocks(path, round(seconds * sample_rate), sample_rate, block)
 
 
 def bench_detect(
@@ -159,12 +143,9 @@ def run(
         runs = []
         for hop in hops:
             if detect_in_child:
-                cmd = [sys.executable, "-m", "audioflex.bench_htsat", "--detect-only", "--seconds",
+                cmd = [sys.executable, "-m", "audioflex.bench.htsat", "--detect-only", "--seconds",
                        str(seconds), "--hop", str(hop)]
-                res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if res.returncode != 0:
-                    raise RuntimeError(f"detection benchmark failed:\n{res.stderr[-2000:]}")
-                runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                runs.append(run_json_child(cmd, "detection benchmark"))
             else:
                 runs.append(bench_detect(seconds, hop=hop))
             logger.info("detect hop %.2f: %.1fx real time", hop, runs[-1]["realtime_factor"])

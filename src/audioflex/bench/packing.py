@@ -1,50 +1,18 @@
-"""Benchmarks behind ``audioflex bench``: each returns a JSON-ready dict of measurements.
-
-Speed and memory targets live here, never in unit tests.
-"""
+"""``audioflex bench packing``: one training step of a packed model, packed vs padded vs the
+reference implementation's rows (see :func:`bench_packing`)."""
 
 from __future__ import annotations
 
 import math
-import os
-import platform
-import resource
-import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
+from audioflex.bench.common import machine, mean_seconds, peak_rss_mb
 from audioflex.packing import collate_packed, num_tokens, patchify, plan_batches
 
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # e.g. AVX2, AVX512
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _time(fn: Callable[[], Any], steps: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
+__all__ = ["bench_packing", "log_uniform_frames"]
 
 
 def log_uniform_frames(n: int, lo_s: float, hi_s: float, hop_s: float, seed: int) -> list[int]:
@@ -88,7 +56,7 @@ def bench_packing(
             F.binary_cross_entropy_with_logits(out.clip_logits, targets[list(b)], reduction="sum").backward()
 
     ffd = plan_batches(counts, max_tokens)
-    t_packed = _time(step_packed, steps)
+    t_packed = mean_seconds(step_packed, steps)
 
     # padded to the longest clip: [B, N_max, D], plain attention, mean pooling over all tokens
     t_max = max(frames)
@@ -110,7 +78,7 @@ def bench_packing(
         logits = net.head(net.head_norm(emb))
         F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").backward()
 
-    t_padded = _time(step_padded, steps)
+    t_padded = mean_seconds(step_padded, steps)
 
     # reference rows: greedy in input order, rows padded to the longest row, dense mask
     rows = plan_batches(counts, max_tokens, sort=False)
@@ -125,7 +93,7 @@ def bench_packing(
             out = dense(batch)
             F.binary_cross_entropy_with_logits(out.clip_logits, targets[list(r)], reduction="sum").backward()
 
-    t_rows = _time(step_rows, steps)
+    t_rows = mean_seconds(step_rows, steps)
 
     pool = log_uniform_frames(2000, 0.5, 12.0, 0.01, seed + 7)
     pool_counts = [num_tokens(net.num_mel_bins, t, net.patch_size) for t in pool]
@@ -167,48 +135,3 @@ def bench_packing(
         "peak_rss_mb": peak_rss_mb(),
         "machine": machine(),
     }
-
-
-def bench_ast_vs_hf(batch: int = 4, steps: int = 3, size: str = "base", seed: int = 0) -> dict[str, Any]:
-    """``ast_<size>`` vs transformers' ``ASTForAudioClassification`` with the same weights on 10 s
-    clips (1024 frames): inference time per batch and the max logit difference."""
-    try:
-        from transformers import ASTConfig, ASTForAudioClassification
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError(
-            "bench ast-vs-hf needs `transformers` (pip install 'audioflex[parity]'; without torchvision)"
-        ) from e
-
-    from audioflex.checkpoints.convert.ast import ast_to_hf_state_dict
-    from audioflex.models.registry import create_model
-
-    torch.manual_seed(seed)
-    ours = create_model(f"ast_{size}", norm_eps=1e-12, head_norm_eps=1e-12).eval()
-    d, depth, heads = ours.head.in_features, len(ours.blocks), ours.blocks[0].attn.num_heads
-    cfg = ASTConfig(
-        hidden_size=d,
-        num_hidden_layers=depth,
-        num_attention_heads=heads,
-        intermediate_size=4 * d,
-        num_labels=527,
-        max_length=1024,
-        num_mel_bins=128,
-    )
-    results: dict[str, Any] = {"benchmark": "ast-vs-hf", "model": f"ast_{size}", "batch": batch, "frames": 1024}
-    x = torch.randn(batch, 128, 1024)
-    with torch.no_grad():
-        t_ours = _time(lambda: ours(x), steps)
-        ref_logits = ours(x).clip_logits
-        results["audioflex_seconds_per_batch"] = t_ours
-        with tempfile.TemporaryDirectory() as tmp:
-            # the hub format through from_pretrained: the path users take with real checkpoints
-            cfg.save_pretrained(tmp)
-            save_file(ast_to_hf_state_dict(ours.state_dict()), os.path.join(tmp, "model.safetensors"))
-            for impl in ("sdpa", "eager"):
-                hf = ASTForAudioClassification.from_pretrained(tmp, attn_implementation=impl).eval()
-                xt = x.transpose(1, 2).contiguous()
-                t_hf = _time(lambda hf=hf, xt=xt: hf(input_values=xt), steps)
-                diff = (hf(input_values=xt).logits - ref_logits).abs().max().item()
-                results[f"hf_{impl}"] = {"seconds_per_batch": t_hf, "speedup": t_hf / t_ours, "max_logit_diff": diff}
-    results["machine"] = machine()
-    return results
