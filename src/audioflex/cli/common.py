@@ -1,0 +1,103 @@
+"""What every command group shares: the consoles, turning user-fixable errors into one red line
+and exit code 1, per-file error lines, ``key=value`` options, JSON output and shared options."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = [
+    "EMBED_OPTIONS_HELP",
+    "JsonOut",
+    "emit",
+    "err",
+    "error_message",
+    "file_error",
+    "friendly",
+    "out",
+    "parse_options",
+    "print_file_errors",
+    "user_errors",
+]
+
+out = Console()
+err = Console(stderr=True)
+
+EMBED_OPTIONS_HELP = (
+    "HEAR/embedding option key=value (repeatable): hop_ms, window_ms, levels=[160,800], layers=[-1,-4], "
+    "layer_mode=concat|mean, layer_pool=tokens|cls, include_logits=true, include_mel=true, max_frames, stream_s."
+)
+
+# ``--out`` of the commands that print a JSON report (``out_path: JsonOut = None``)
+JsonOut = Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON here.")]
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a user can fix (bad audio, bad checkpoint, bad option, missing file)."""
+    from audioflex.audio.io import AudioError
+    from audioflex.checkpoints import CheckpointError
+    from audioflex.checkpoints.convert import ConversionError
+
+    return (AudioError, CheckpointError, ConversionError, ValueError, KeyError, FileNotFoundError, OSError)
+
+
+def error_message(e: BaseException) -> Any:
+    """What to print of a user error: a ``KeyError``'s message, not its quoted repr."""
+    return e.args[0] if isinstance(e, KeyError) and e.args else e
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user-fixable exceptions into one error line and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except user_errors() as e:
+            err.print(f"[bold red]error:[/] {error_message(e)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def file_error(path: Any, message: Any) -> str:
+    """An error line about one input file: the message, prefixed with the file unless it names it."""
+    text = " ".join(str(message).split())
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def print_file_errors(errors: dict[str, str]) -> None:
+    """One red line per failed input file (``{file: message}``)."""
+    for path, message in errors.items():
+        err.print(f"[bold red]error:[/] {escape(file_error(path, message))}", highlight=False, soft_wrap=True)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: value}``, each value parsed as JSON where it is JSON."""
+    opts: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"option {pair!r} must look like key=value")
+        k, v = pair.split("=", 1)
+        try:
+            opts[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k.strip()] = v
+    return opts
+
+
+def emit(result: dict[str, Any], out_path: Optional[Path]) -> None:
+    """Print ``result`` as JSON to stdout (for pipes) and, with ``out_path``, also write it there."""
+    text = json.dumps(result, indent=2)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text + "\n")
+        err.print(f"wrote {out_path}")
+    print(text)  # noqa: T201  (JSON to stdout for pipes)
