@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from audioflex.bench import machine
-from audioflex.hear.model import EmbeddingModel
+from audioflex.hear.embedder import EmbeddingModel
 
 
 def _default(family: str) -> tuple[str, dict[str, Any], Any]:
