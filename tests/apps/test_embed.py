@@ -77,7 +77,7 @@ def test_timestamp_write_interrupted_leaves_nothing(
 ) -> None:
     """A run killed in the middle of a file (here: an error after its first block) leaves no
     partial .npy or temporary file, so the resumed run embeds the file again."""
-    from audioflex.hear.model import EmbeddingModel
+    from audioflex.hear.embedder import EmbeddingModel
 
     sf.write(tmp_path / "x.wav", np.zeros(16000 * 2, np.float32), 16000)
     real = EmbeddingModel.iter_timestamp_blocks

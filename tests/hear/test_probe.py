@@ -157,7 +157,8 @@ def test_probe_event_score_equals_direct_sed_eval() -> None:
         warnings.simplefilter("ignore")  # dcase_util imports the deprecated pkg_resources
         import sed_eval
 
-    from audioflex.hear.probe import HearTask, _score, _SplitData
+    from audioflex.hear.probe import HearTask
+    from audioflex.hear.probe.splits import SplitData, split_score
 
     rng = np.random.default_rng(3)
     labels = ["a", "b", "c"]
@@ -177,8 +178,8 @@ def test_probe_event_score_equals_direct_sed_eval() -> None:
         probs.append(p)
     task = HearTask(Path("."), {"embedding_type": "event"}, labels, {"test": refs}, {})
     offsets = np.cumsum([0] + [len(t) for t in stamps]).tolist()
-    d = _SplitData(np.zeros((offsets[-1], 1)), np.zeros((offsets[-1], 3)), files, offsets, stamps)
-    score = _score(task, "event_onset_200ms_fms", d, np.concatenate(probs), (250.0, 125.0), ["test"])
+    d = SplitData(np.zeros((offsets[-1], 1)), np.zeros((offsets[-1], 3)), files, offsets, stamps)
+    score = split_score(task, "event_onset_200ms_fms", d, np.concatenate(probs), (250.0, 125.0), ["test"])
 
     def rows(events: dict, f: str) -> list[dict]:  # as heareval's EventBasedScore: seconds, per file
         return [{"event_label": e["label"], "event_onset": e["start"] / 1000.0, "event_offset": e["end"] / 1000.0,

@@ -47,7 +47,7 @@ from audioflex.audio.io import AudioError, missing_path_problem
 from audioflex.audio.stream import AudioReader, check_audio_file
 from audioflex.data.readers import AUDIO_EXTENSIONS, read_dataset
 from audioflex.hear import load_model
-from audioflex.hear.model import EmbeddingModel
+from audioflex.hear.embedder import EmbeddingModel
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch
 
 from audioflex.apps.embed import embed_files, load_embeddings
 from audioflex.hear import load_model
-from audioflex.hear.model import EmbeddingModel
+from audioflex.hear.embedder import EmbeddingModel
 from audioflex.hear.probe import ProbeConfig, TaskError, probe_embeddings, read_task
 from audioflex.models.registry import registered_name
 

@@ -7,7 +7,7 @@
     scene = audioflex.hear.get_scene_embeddings(audio, model)          # [n, D]
 
 or ``python -m heareval.embeddings.runner audioflex.hear --model CKPT_DIR --model-options
-'{"hop_ms": 50}'``. Options: :class:`~audioflex.hear.model.EmbedOptions`.
+'{"hop_ms": 50}'``. Options: :class:`~audioflex.hear.options.EmbedOptions`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-from audioflex.hear.model import EmbeddingModel, EmbedOptions, load_embedding_model
+from audioflex.hear.embedder import EmbeddingModel
+from audioflex.hear.files import load_embedding_model
+from audioflex.hear.options import EmbedOptions
 
 __all__ = [
     "EmbedOptions",

@@ -19,7 +19,7 @@ How a long input is handled by ``Pipeline.tag`` and ``Pipeline.clip_scores``:
 
 Frame scores and events (:meth:`Pipeline.frame_scores`, :meth:`Pipeline.detect`) slide windows
 with overlap-add (:mod:`audioflex.inference.frames`); embeddings go through the HEAR embedding
-model (:mod:`audioflex.hear.model`). Files that are used but suspicious are reported with a
+model (:mod:`audioflex.hear.embedder`). Files that are used but suspicious are reported with a
 ``logging`` warning naming the file (:func:`~audioflex.audio.stream.check_audio_file`): a
 truncated file (its header promises more than it holds; the part it holds is used) and audio
 shorter than one front-end window (packed models: one patch of frames; it is padded to that).
@@ -40,7 +40,8 @@ from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_fronte
 from audioflex.audio.stream import AudioInput, AudioReader, Piece, check_audio_file, iter_pieces
 from audioflex.checkpoints import CheckpointError, load_checkpoint
 from audioflex.evaluate.events import Event
-from audioflex.hear.model import EmbeddingModel, EmbedOptions
+from audioflex.hear.embedder import EmbeddingModel
+from audioflex.hear.options import EmbedOptions
 from audioflex.inference.frames import FrameScores, frame_scores, scores_to_events
 from audioflex.inference.windows import aggregate_scores
 from audioflex.models.contract import ModelContract, contract_of
@@ -335,7 +336,7 @@ class Pipeline:
         return out
 
     def embedding_model(self, **options: Any) -> EmbeddingModel:
-        """The HEAR-style :class:`~audioflex.hear.model.EmbeddingModel` over this pipeline's model
+        """The HEAR-style :class:`~audioflex.hear.embedder.EmbeddingModel` over this pipeline's model
         (options: ``hop_ms``, ``window_ms``, ``layers``, ``levels``, ... see ``EmbedOptions``)."""
         return EmbeddingModel(self.model, self.frontend, EmbedOptions.parse(None, **options), labels=self.labels)
 

@@ -3,13 +3,18 @@
 ``train_state.safetensors`` holds optimiser tensors (``optim/<param id>/<name>``) and RNG states
 (``rng/torch/<rank>``, ``rng/cuda/<rank>/<device>``); ``train_state.json`` holds the step, the
 sampler position, the best metric, optimiser scalars and hyper-parameters, and the numpy/python
-RNG states. :func:`remove_temporaries` and :func:`truncate_metrics` clean what a killed run left in
-its run directory.
+RNG states. :func:`save_last` writes a run's ``last/`` checkpoint with its train state
+(crash-safe: a temporary directory, fsync, then :func:`swap_dir`), :func:`load_resume` reads it back
+into a model and optimiser, :func:`find_resume` finds it from a run directory.
+:func:`remove_temporaries` and :func:`truncate_metrics` clean what a killed run left in its run
+directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import random
 import shutil
@@ -19,6 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
+
+from audioflex.audio.frontend.base import FrontendConfig
+from audioflex.checkpoints.io import WEIGHTS, load_state_checked, save_checkpoint
+from audioflex.train.distributed import DistInfo
+
+logger = logging.getLogger(__name__)
 
 STATE_TENSORS = "train_state.safetensors"
 STATE_JSON = "train_state.json"
@@ -162,15 +175,160 @@ def truncate_metrics(path: Path, step: int) -> int:
     return dropped
 
 
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands: optimiser ``step``, ``epoch``, ``position`` (batches of the epoch done on
+    this rank), the best validation value and its step, the last validation metrics."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    last_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def swap_dir(src: Path, target: Path) -> None:
+    """Move the complete directory ``src`` to ``target``, replacing it (crash-safe order)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(src, target)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def find_resume(path: Path) -> tuple[Path, Path]:
+    """(checkpoint dir with train state, run dir) from a run dir or a ``last/`` dir."""
+    if (path / STATE_JSON).is_file():
+        return path, path.parent
+    for cand in (path / "last", path / ".last.old"):
+        if (cand / STATE_JSON).is_file():
+            return cand, path
+    raise FileNotFoundError(f"resume={path}: no last/ checkpoint with {STATE_JSON} found (nothing to resume)")
+
+
+def gather_rng(rng: dict[str, torch.Tensor], info: DistInfo) -> dict[str, torch.Tensor]:
+    """Every rank's torch RNG state (``rng/torch/<rank>``), gathered on all ranks (a collective)."""
+    mine = rng[f"rng/torch/{info.rank}"]
+    out = [torch.empty_like(mine) for _ in range(info.world_size)]
+    dist.all_gather(out, mine)
+    return {f"rng/torch/{r}": t for r, t in enumerate(out)}
+
+
+def save_last(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    progress: Progress,
+    info: DistInfo,
+    *,
+    bad_files: int,
+    frontend: FrontendConfig,
+    labels: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """Write ``<run_dir>/last`` (checkpoint + train state). Every rank calls this (the RNG states
+    are gathered); only rank 0 writes."""
+    rng = rng_tensors(info.rank)
+    if info.enabled:
+        rng = gather_rng(rng, info)
+    if not info.is_main:
+        return
+    tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
+    tensors.update(rng)
+    meta = {
+        "step": progress.step,
+        "epoch": progress.epoch,
+        "position": progress.position,
+        "world_size": info.world_size,
+        "best_metric": progress.best_metric,
+        "best_step": progress.best_step,
+        "last_metrics": progress.last_metrics,
+        "bad_files": bad_files,
+        "optimizer": opt_meta,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "host_rng": host_rng_state(),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=".last.tmp-", dir=run_dir))
+    try:
+        ck = tmp / "last"
+        save_checkpoint(ck, model, frontend=frontend, labels=labels, extra=extra)
+        write_state(ck, tensors, meta)
+        for f in ck.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        swap_dir(ck, run_dir / "last")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_resume(
+    ckpt: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    info: DistInfo,
+    *,
+    stream: bool = False,
+    stream_resume: str = "skip",
+) -> tuple[Progress, int]:
+    """Load a ``last/`` checkpoint written by :func:`save_last` into ``model``/``optimizer``/
+    ``scaler`` and this rank's RNGs; returns the progress to continue from and the bad-file count.
+
+    A different world size restarts at the next epoch (the data order of the current one
+    changes); a shard stream with ``stream_resume="restart"`` starts its epoch over.
+    """
+    from safetensors.torch import load_file
+
+    tensors, meta = read_state(ckpt)
+    load_state_checked(model, load_file(str(ckpt / WEIGHTS), device=str(info.device)), source=str(ckpt))
+    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    p = Progress(
+        step=int(meta["step"]),
+        epoch=int(meta["epoch"]),
+        position=int(meta["position"]),
+        best_metric=meta.get("best_metric"),
+        best_step=meta.get("best_step"),
+        last_metrics=meta.get("last_metrics") or {},
+    )
+    if meta.get("world_size", 1) != info.world_size:
+        logger.warning(
+            "resuming a %d-process run with %d processes: the data order of the current epoch changes",
+            meta.get("world_size", 1),
+            info.world_size,
+        )
+        p.position = 0
+        p.epoch += 1
+    if stream and p.position and stream_resume == "restart":
+        logger.info("stream_resume=restart: epoch %d of the shard stream starts over", p.epoch)
+        p.position = 0
+    if not restore_rng(tensors, meta.get("host_rng"), info.rank):
+        logger.warning("checkpoint has no RNG state for rank %d; continuing with a fresh one", info.rank)
+    logger.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt, p.step, p.epoch, p.position)
+    return p, int(meta.get("bad_files", 0))
+
+
 __all__ = [
     "STATE_JSON",
     "STATE_TENSORS",
+    "Progress",
+    "find_resume",
     "flatten_optimizer",
+    "gather_rng",
     "host_rng_state",
+    "load_resume",
     "read_state",
     "remove_temporaries",
     "restore_rng",
     "rng_tensors",
+    "save_last",
+    "swap_dir",
     "truncate_metrics",
     "unflatten_optimizer",
     "write_state",

@@ -1,4 +1,4 @@
-"""HEAR 2021 embedding model over any audioflex checkpoint (REFERENCE.md §4, §6).
+"""HEAR 2021 embedding model over any audioflex model (REFERENCE.md §4, §6).
 
 :class:`EmbeddingModel` wraps a model and its front end and computes
 
@@ -39,7 +39,9 @@ interpolation between the two nearest step centres. Receptive field: a step's to
 through the shifted windows and patch merging, to its whole 10.24 s window (the last stage's 8 x 8
 grid is one attention window), so a vector depends on up to ~10 s of audio on each side; its
 time resolution is the step (0.32 s for the final tokens). ``window_ms`` is not used for the
-timestamp vectors in this mode (``include_mel`` still uses ``mel_ms``).
+timestamp vectors in this mode (``include_mel`` still uses ``mel_ms``). The frame mode lives in
+:mod:`audioflex.hear.htsat_frames`, the options in :mod:`audioflex.hear.options`, loading from a
+checkpoint in :mod:`audioflex.hear.files`.
 
 Windows are never run one by one: the windows of all clips are gathered into batches (about
 ``max_frames`` input frames per forward; token-budget ``PackedBatch``es for ElasticAST) and run
@@ -49,12 +51,9 @@ through the front end and the model together. Long inputs are processed block by
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -62,141 +61,13 @@ from torch import nn
 
 from audioflex.audio.frontend.base import Frontend, build_frontend
 from audioflex.audio.stream import AudioReader
+from audioflex.hear.htsat_frames import FrameTimeline
+from audioflex.hear.options import EmbedOptions, merge_layers
+from audioflex.hear.windows import Window, gather_windows, window_centres
 from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import registered_name
 from audioflex.packing import PackedBatch, collate_packed
-
-logger = logging.getLogger(__name__)
-
-_MEL_MS = 60.0
-
-
-# ---------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class EmbedOptions:
-    """Options of :func:`audioflex.hear.load_model` (all keyword arguments / ``model_options``).
-
-    Attributes:
-        hop_ms: timestamp hop (>= the front end's frame hop).
-        window_ms: receptive field of one timestamp embedding (ignored when ``levels`` is set).
-        levels: several window lengths (ms) whose vectors are concatenated, e.g. ``(160, 800)``.
-        layers: block indices (negative counts from the end) whose pooled outputs replace the
-            final features; ``None`` = the model's own clip embedding.
-        layer_mode: ``"concat"`` or ``"mean"`` over ``layers``.
-        layer_pool: ``"tokens"`` (patch tokens) or ``"cls"`` (CLS/distillation tokens; AST, PaSST).
-        include_logits: prepend the raw logits (no sigmoid); ``None`` = True for PaSST (as the
-            reference's ``mode="all"``), False otherwise.
-        include_mel: append the flattened front-end frames of a ``mel_ms`` window (timestamp
-            embeddings only).
-        mel_ms: window of the raw front-end frames.
-        scene_window_ms: longest clip embedded in one forward (default: the model's native span,
-            10 s for PaSST); longer clips average windows of this length.
-        scene_hop_ms: hop of those windows (default: a quarter window).
-        max_frames: input frames per forward pass (batch size control).
-        stream_s: seconds of timestamps computed per block (bounds memory for long inputs).
-        timestamp_mode: ``"window"`` (one forward per ``window_ms`` window, batched),
-            ``"frames"`` (HTS-AT only: time-resolved token features of overlapping 10.24 s
-            windows, see the module docstring) or ``"auto"`` (``"frames"`` for HTS-AT unless
-            ``levels`` is given, ``"window"`` otherwise).
-    """
-
-    hop_ms: float = 50.0
-    window_ms: float = 160.0
-    levels: tuple[float, ...] | None = None
-    layers: tuple[int, ...] | None = None
-    layer_mode: str = "concat"
-    layer_pool: str = "tokens"
-    include_logits: bool | None = None
-    include_mel: bool = False
-    mel_ms: float = _MEL_MS
-    scene_window_ms: float | None = None
-    scene_hop_ms: float | None = None
-    max_frames: int = 16384
-    stream_s: float = 120.0
-    timestamp_mode: str = "auto"
-
-    @classmethod
-    def parse(cls, model_options: str | dict[str, Any] | None = None, **kwargs: Any) -> EmbedOptions:
-        """Options from a JSON string / dict (as HEAR runners pass) merged with keyword arguments."""
-        opts: dict[str, Any] = {}
-        if model_options:
-            if isinstance(model_options, str):
-                try:
-                    model_options = json.loads(model_options)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"model_options: not valid JSON ({e}): {model_options!r}") from e
-            if not isinstance(model_options, dict):
-                raise ValueError(f"model_options must be a JSON object, got {model_options!r}")
-            opts.update(model_options)
-        opts.update(kwargs)
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(opts) - known)
-        if unknown:
-            raise ValueError(f"unknown embedding option(s) {unknown}; known options: {sorted(known)}")
-        for key in ("levels", "layers"):
-            v = opts.get(key)
-            if v is not None:
-                opts[key] = tuple(v) if isinstance(v, (list, tuple)) else (v,)
-        out = cls(**opts)
-        out.validate()
-        return out
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad option."""
-        def pos(name: str, v: float | None) -> None:
-            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
-                raise ValueError(f"{name} must be a positive number of milliseconds, got {v!r}")
-
-        pos("hop_ms", self.hop_ms)
-        pos("window_ms", self.window_ms)
-        pos("mel_ms", self.mel_ms)
-        pos("scene_window_ms", self.scene_window_ms)
-        pos("scene_hop_ms", self.scene_hop_ms)
-        if self.levels is not None:
-            if not self.levels:
-                raise ValueError("levels must list at least one window length (ms)")
-            for v in self.levels:
-                pos("levels", v)
-        if self.layers is not None and (
-            not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers)
-        ):
-            raise ValueError(f"layers must be a non-empty list of block indices, got {self.layers!r}")
-        if self.layer_mode not in ("concat", "mean"):
-            raise ValueError(f"layer_mode must be 'concat' or 'mean', got {self.layer_mode!r}")
-        if self.layer_pool not in ("tokens", "cls"):
-            raise ValueError(f"layer_pool must be 'tokens' or 'cls', got {self.layer_pool!r}")
-        if self.max_frames < 1 or self.stream_s <= 0:
-            raise ValueError("max_frames must be >= 1 and stream_s > 0")
-        if self.timestamp_mode not in ("auto", "window", "frames"):
-            raise ValueError(f"timestamp_mode must be 'auto', 'window' or 'frames', got {self.timestamp_mode!r}")
-
-    @property
-    def window_levels(self) -> tuple[float, ...]:
-        return tuple(self.levels) if self.levels is not None else (self.window_ms,)
-
-
-def _reflect(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reflect-pad sample indices (as ``F.pad(mode="reflect")``); -> (indices, valid mask)."""
-    if n > 1:
-        idx = torch.where(idx < 0, -idx, idx)
-        idx = torch.where(idx >= n, 2 * (n - 1) - idx, idx)
-    valid = (idx >= 0) & (idx < n)
-    return idx.clamp(0, n - 1), valid
-
-
-# ---------------------------------------------------------------------------- model
-
-
-@dataclass
-class _Window:
-    """Timestamps to embed: per clip, ``count`` windows centred at ``round(i * hop)`` samples."""
-
-    clip: int
-    first: int
-    count: int
 
 
 class EmbeddingModel(nn.Module):
@@ -253,14 +124,15 @@ class EmbeddingModel(nn.Module):
         self.frames_mode = c.step_features and (
             o.timestamp_mode == "frames" or (o.timestamp_mode == "auto" and o.levels is None)
         )
+        self.frames: FrameTimeline | None = None
         if self.frames_mode:
-            if not isinstance(model, StepFeatureModel) or c.input_frames is None or c.frame_steps is None:
+            if not isinstance(model, StepFeatureModel):
                 raise ValueError(f"{family}: step_features needs forward_steps, input_frames and frame_steps")
-            hop_len = round(frontend.hop_s * sr)
-            self.fw_frames = c.input_frames
-            self.fw_samples = self.fw_frames * hop_len
-            self.fw_hop = self.fw_samples // 2
-            self.fw_frame_samples = hop_len
+            self.frames = FrameTimeline(
+                model, frontend, c, layers=self.layers, layer_mode=o.layer_mode, include_logits=self.include_logits,
+                max_frames=o.max_frames,
+            )
+            self.fw_samples, self.fw_hop = self.frames.fw_samples, self.frames.fw_hop
         scene_ms = o.scene_window_ms or self.native_span_ms()
         self.scene_window = max(round(scene_ms * sr / 1000.0), self._min_samples())
         self.scene_hop = max(1, round((o.scene_hop_ms or scene_ms / 4) * sr / 1000.0))
@@ -327,16 +199,7 @@ class EmbeddingModel(nn.Module):
         else:
             pool = self.options.layer_pool
             pooled = [self.net.pool_hidden(h, batch, pool=pool) for h in out.hidden_states]
-            if self.options.layer_mode == "mean":
-                widths = {p.shape[-1] for p in pooled}
-                if len(widths) > 1:
-                    raise ValueError(
-                        f"layer_mode='mean' needs blocks of equal width, got widths {sorted(widths)}; "
-                        "use layer_mode='concat' or blocks of one stage"
-                    )
-                parts.append(torch.stack(pooled).mean(0))
-            else:
-                parts.extend(pooled)
+            parts.extend(merge_layers(pooled, self.options.layer_mode))
         return torch.cat([p.float() for p in parts], dim=-1)
 
     def embed_waves(self, wave: torch.Tensor, *, scene: bool = False) -> torch.Tensor:
@@ -375,27 +238,20 @@ class EmbeddingModel(nn.Module):
         return int(math.floor(num_samples / self.hop_samples + 1e-9)) + 1
 
     def _window_centres(self, first: int, count: int) -> torch.Tensor:
-        i = torch.arange(first, first + count, dtype=torch.float64)
-        return torch.round(i * self.hop_samples).long()
+        return window_centres(first, count, self.hop_samples)
 
     def _gather(self, source: AudioReader, centres: torch.Tensor, win: int) -> torch.Tensor:
         """Windows ``[len(centres), win]`` centred at ``centres`` (reflect padding at the edges)."""
-        left = win // 2
-        idx = centres[:, None] - left + torch.arange(win)[None, :]
-        idx, valid = _reflect(idx, source.num_samples)
-        lo, hi = int(idx.min()), int(idx.max()) + 1
-        data = source.read(lo, hi).float()
-        out = data[idx - lo]
-        return torch.where(valid, out, out.new_zeros(()))
+        return gather_windows(source, centres, win)
 
-    def _vectors_at(self, sources: Sequence[AudioReader], windows: Sequence[_Window], *,
+    def _vectors_at(self, sources: Sequence[AudioReader], windows: Sequence[Window], *,
                     scene: bool = False) -> torch.Tensor:
         """Vectors ``[sum(count), D]`` for the given windows (all levels + mel), batched."""
         items = [(w.clip, c) for w in windows for c in self._window_centres(w.first, w.count).tolist()]
         wins = [self.scene_window] if scene else self.level_samples
         cols = []
-        if self.frames_mode and not scene:
-            cols.append(self._frame_vectors(sources, windows))
+        if self.frames is not None and not scene:
+            cols.append(self.frames.vectors(sources, windows, self.hop_samples))
             wins = []
         for win in wins:
             cols.append(self._run_windows(sources, items, win, scene=scene, mel=False))
@@ -418,106 +274,6 @@ class EmbeddingModel(nn.Module):
                 outs.append((self.mel_vectors(wave) if mel else self.embed_waves(wave, scene=scene)).cpu())
         return torch.cat(outs)
 
-    # --------------------------------------------------------------- HTS-AT frame mode
-
-    def _window_steps(self, wave: torch.Tensor, lengths: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """10.24 s windows ``[B, W]`` (``lengths`` real samples) -> per feature source
-        (logits?, final features or each requested block) ``(values [B, S_k, D_k], valid [B])``."""
-        net = self.net
-        assert isinstance(net, StepFeatureModel)
-        spec, frames = self.frontend(wave.to(self.device), lengths.to(self.device))
-        spec = spec[..., : self.fw_frames]
-        frames = frames.clamp(max=self.fw_frames)
-        logits, final, hidden = net.forward_steps(spec, frames, self.layers or ())
-        sources: list[torch.Tensor] = []
-        if self.include_logits:
-            sources.append(logits)  # frame logits [B, S, C]
-        if self.layers is None:
-            sources.append(final)
-        else:
-            per = list(hidden)
-            if self.options.layer_mode == "mean":
-                widths = sorted({p.shape[-1] for p in per})
-                if len(widths) > 1:
-                    raise ValueError(
-                        f"layer_mode='mean' needs blocks of equal width, got widths {widths}; "
-                        "use layer_mode='concat' or blocks of one stage"
-                    )
-                per = [torch.stack(per).mean(0)]
-            sources.extend(per)
-        out = []
-        for v in sources:
-            step_frames = self.fw_frames // v.shape[1]
-            valid = torch.div(frames + step_frames - 1, step_frames, rounding_mode="floor").clamp(min=1)
-            out.append((v.float().cpu(), valid.cpu()))
-        return out
-
-    def _frame_vectors(self, sources: Sequence[AudioReader], windows: Sequence[_Window]) -> torch.Tensor:
-        """Frame mode: vectors ``[sum(count), D]`` of the timestamps of ``windows``.
-
-        Each feature source is a timeline of steps (final tokens: ``window / 32`` = 0.32 s; block
-        outputs: their stage's resolution) averaged over the overlapping 10.24 s windows (hop
-        5.12 s) that cover a step, then linearly interpolated at the timestamps (step values sit at
-        step centres; clamped at the clip's first/last valid step).
-        """
-        W, H = self.fw_samples, self.fw_hop
-        jobs: list[tuple[int, int]] = []  # (clip, window index)
-        spans = []
-        for w in windows:
-            n = sources[w.clip].num_samples
-            cen = self._window_centres(w.first, w.count)
-            margin = W // (self.contract.frame_steps or 1)  # one final step: the widest
-            lo, hi = max(0, int(cen.min()) - margin), min(n, int(cen.max()) + margin + 1)
-            last = 0 if n <= W else math.ceil((n - W) / H)
-            k0 = max(0, (lo - W) // H + 1)
-            k1 = min(last, (hi - 1) // H)
-            spans.append((k0, k1))
-            jobs += [(w.clip, k) for k in range(k0, k1 + 1)]
-        per = max(1, self.options.max_frames // self.fw_frames)
-        results: dict[tuple[int, int], list[tuple[torch.Tensor, int]]] = {}
-        for s in range(0, len(jobs), per):
-            chunk = jobs[s : s + per]
-            wave = torch.zeros(len(chunk), W)
-            lengths = torch.zeros(len(chunk), dtype=torch.long)
-            for i, (clip, k) in enumerate(chunk):
-                src = sources[clip]
-                a, b = k * H, min(k * H + W, src.num_samples)
-                wave[i, : b - a] = src.read(a, b).float()
-                lengths[i] = b - a
-            with torch.no_grad():
-                feats = self._window_steps(wave, lengths)
-            for i, job in enumerate(chunk):
-                results[job] = [(v[i], int(valid[i])) for v, valid in feats]
-        out = []
-        for w, (k0, k1) in zip(windows, spans):
-            n = sources[w.clip].num_samples
-            cen = self._window_centres(w.first, w.count).double()
-            cols = []
-            for j in range(len(results[(w.clip, k0)])):
-                s_win = results[(w.clip, k0)][j][0].shape[0]
-                step = W / s_win  # samples per step
-                hop_steps = round(H / step)
-                total = max(1, math.ceil(n / step))  # valid steps of the clip
-                base = k0 * hop_steps
-                size = (k1 - k0) * hop_steps + s_win
-                acc = torch.zeros(size, results[(w.clip, k0)][j][0].shape[1], dtype=torch.float64)
-                cnt = torch.zeros(size, dtype=torch.float64)
-                for k in range(k0, k1 + 1):
-                    v, valid = results[(w.clip, k)][j]
-                    a = k * hop_steps - base
-                    acc[a : a + valid] += v[:valid].double()
-                    cnt[a : a + valid] += 1
-                pos = cen / step - 0.5
-                s0 = torch.floor(pos)
-                frac = (pos - s0)[:, None]
-                i0 = s0.long().clamp(0, total - 1)
-                i1 = (s0.long() + 1).clamp(0, total - 1)
-                vals = acc / cnt.clamp(min=1)[:, None]
-                lo_i, hi_i = (i0 - base).clamp(0, size - 1), (i1 - base).clamp(0, size - 1)
-                cols.append(((1 - frac) * vals[lo_i] + frac * vals[hi_i]).float())
-            out.append(torch.cat(cols, dim=-1))
-        return torch.cat(out)
-
     def iter_timestamp_blocks(self, source: AudioReader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Stream one clip: yields (vectors ``[k, D]``, timestamps ``[k]`` ms) in blocks of about
         ``stream_s`` seconds, so long inputs never need all windows at once."""
@@ -525,7 +281,7 @@ class EmbeddingModel(nn.Module):
         per = max(1, int(self.options.stream_s * 1000.0 / self.options.hop_ms))
         for first in range(0, total, per):
             count = min(per, total - first)
-            emb = self._vectors_at([source], [_Window(0, first, count)])
+            emb = self._vectors_at([source], [Window(0, first, count)])
             ts = torch.arange(first, first + count, dtype=torch.float64) * self.options.hop_ms
             yield emb, ts.float()
 
@@ -575,7 +331,7 @@ class EmbeddingModel(nn.Module):
         blocks = []
         for first in range(0, total, per):
             count = min(per, total - first)
-            vec = self._vectors_at(sources, [_Window(i, first, count) for i in range(n)])
+            vec = self._vectors_at(sources, [Window(i, first, count) for i in range(n)])
             blocks.append(vec.reshape(n, count, -1))
         emb = torch.cat(blocks, dim=1)
         ts = (torch.arange(total, dtype=torch.float64) * self.options.hop_ms).float()
@@ -600,17 +356,4 @@ class EmbeddingModel(nn.Module):
         return self.timestamp_embeddings(audio)
 
 
-def load_embedding_model(path: str | Path, options: EmbedOptions | None = None,
-                         device: str | torch.device = "cpu") -> EmbeddingModel:
-    """An :class:`EmbeddingModel` from an audioflex checkpoint directory."""
-    from audioflex.checkpoints import CheckpointError, load_checkpoint
-
-    if not str(path):
-        raise ValueError(
-            "load_model needs an audioflex checkpoint directory (model_file_path); convert foreign "
-            "weights first with `audioflex convert FORMAT SRC OUT`"
-        )
-    ck = load_checkpoint(path, map_location=device)
-    if ck.frontend is None:
-        raise CheckpointError(f"{path}: the checkpoint has no front-end config; re-save it with one")
-    return EmbeddingModel(ck.model, ck.frontend.to(device), options, labels=ck.labels)
+__all__ = ["EmbeddingModel"]
