@@ -150,3 +150,19 @@ def test_manifest_audio_dir_option(tmp_path: Path) -> None:
     assert [r.path for r in res] == [tmp_path / "store" / "x.wav", tmp_path / "store" / "y.wav"]
     with pytest.raises(DatasetError, match="audio_dir is not a directory"):
         read_dataset(tmp_path / "m.csv", audio_dir=tmp_path / "nope")
+
+
+def test_inspect_summary(tmp_path: Path) -> None:
+    from audioflex.data.inspect import inspect_dataset
+
+    desed_flat(tmp_path)
+    (tmp_path / "audio" / "eval_3.wav").write_bytes(b"not audio")
+    summary = inspect_dataset(read_dataset(tmp_path))
+    text = "\n".join(summary.lines())
+    assert "kind desed" in text and "4 clips, 2 classes" in text
+    assert "train 2, valid 1, test 1" in text
+    assert "clips by number of events: 2: 4" in text
+    assert "unreadable files: 1" in text and "eval_3.wav" in text
+    assert "1-2    s       3" in text and "total 0.1 min" in text  # three readable 1 s files
+    json_ready = summary.to_dict()
+    assert json_ready["num_events"] == 8
