@@ -166,3 +166,16 @@ def test_inspect_summary(tmp_path: Path) -> None:
     assert "1-2    s       3" in text and "total 0.1 min" in text  # three readable 1 s files
     json_ready = summary.to_dict()
     assert json_ready["num_events"] == 8
+
+
+def test_inspect_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+
+    meta = esc50_variant(tmp_path)
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "kind esc50" in res.output and "fold 1" in res.output and "dog" in res.output
+    res = CliRunner().invoke(app, ["inspect", str(meta), "--audio-dir", str(tmp_path / "nowhere")])
+    assert res.exit_code == 1 and "audio_dir is not a directory" in res.output

@@ -135,3 +135,32 @@ def test_model_without_frame_head_is_skipped(strong_set: Path, tmp_path: Path) -
         evaluate_events(ck, records)
     res = evaluate_event_checkpoints([ck], records, tmp_path / "none")
     assert "frame-wise head" in res[str(ck)]["skipped"]
+
+
+def test_cli_evaluate_strong_labels(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
+    """Event data: event metrics first (PSDS1/2, tuned F1), score files, no length sweep; a TSV
+    without split is evaluated whole; with split.csv the post-processing is tuned on valid."""
+    from typer.testing import CliRunner
+
+    from audioflex.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert "all records" in res.output and "PSDS1" in res.output and "fixed threshold 0.5" in res.output
+    assert "by frame shift" not in res.output and not (tmp_path / "ev" / "metric_vs_length.png").exists()
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())[0]
+    assert report["events"]["num_files"] == 3 and report["events"]["num_reference_events"] == 10
+    assert len(list((tmp_path / "ev" / "scores" / "htsat" / "test").glob("*.tsv"))) == 3
+    (strong_set.parent / "split.csv").write_text("filename,split\nclip0.wav,valid\nclip1.wav,test\nclip2.wav,test\n")
+    try:
+        res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--out", str(tmp_path / "e2"),
+                                       "--tune", "global"])
+    finally:
+        (strong_set.parent / "split.csv").unlink()
+    assert res.exit_code == 0, res.output
+    assert "tuned on 1 validation files" in res.output and "split test" in res.output
+    ev = json.loads((tmp_path / "e2" / "report.json").read_text())[0]["events"]
+    assert ev["num_files"] == 2 and len(set(ev["postprocessing"]["thresholds"].values())) == 1
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--split", "test",
+                                   "--out", str(tmp_path / "ev2")])
+    assert res.exit_code == 1 and "none of its 3 clips has a split" in res.output

@@ -9,6 +9,7 @@ report; train and evaluate log the same lines when they read their data.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +20,9 @@ from typing import Any
 from audioflex.audio.io import AudioError, audio_info
 from audioflex.data.records import ClipRecord, ReadResult
 
-__all__ = ["DatasetSummary", "inspect_dataset"]
+__all__ = ["DatasetSummary", "inspect_dataset", "log_summary"]
+
+logger = logging.getLogger(__name__)
 
 _EDGES = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, math.inf)
 _BAR = 30
@@ -87,8 +90,10 @@ class DatasetSummary:
                 out.append(f"  {name[:width]:<{width}} " + " ".join(f"{per.get(g, 0):>8}" for g in groups))
         if self.durations:
             ds = sorted(self.durations)
+            total = sum(ds)
             out.append(f"durations: {len(ds)} clips, min {ds[0]:.2f} s, median {ds[len(ds) // 2]:.2f} s, "
-                       f"max {ds[-1]:.2f} s, total " + (f"{sum(ds) / 3600:.2f} h" if sum(ds) >= 3600 else f"{sum(ds) / 60:.1f} min"))
+                       f"max {ds[-1]:.2f} s, total "
+                       + (f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min"))
             out += self.histogram()
         if self.num_events:
             per = ", ".join(f"{k}: {v}" for k, v in sorted(self.events_per_clip.items()))
@@ -139,3 +144,12 @@ def inspect_dataset(result: ReadResult, *, check_audio: bool = True, max_files: 
         num_events=sum(len(r.events) for r in records), missing=list(result.missing), unreadable=unreadable,
         warnings=list(result.warnings),
     )
+
+
+def log_summary(result: ReadResult, where: str = "data") -> DatasetSummary:
+    """Log the summary of ``result`` (INFO, one line per item, prefixed with ``where``) without
+    opening any audio file (train and evaluate call this when they read their data)."""
+    summary = inspect_dataset(result, check_audio=False)
+    for line in summary.lines():
+        logger.info("%s: %s", where, line)
+    return summary

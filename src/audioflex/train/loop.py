@@ -116,7 +116,10 @@ def _read(spec: DataSpec, cache: dict[tuple[Any, ...], ReadResult], where: str) 
         raise ValueError(f"{where}.path is not set: point it at a dataset directory or manifest")
     key = (str(Path(spec.path).resolve()), spec.kind, json.dumps(spec.options, sort_keys=True, default=str))
     if key not in cache:
+        from audioflex.data.inspect import log_summary
+
         cache[key] = read_dataset(spec.path, kind=spec.kind, **spec.options)
+        log_summary(cache[key], where)
     return cache[key]
 
 
@@ -125,7 +128,8 @@ def _select(result: ReadResult, spec: DataSpec, where: str) -> list[ClipRecord]:
     if not recs:
         raise ValueError(
             f"{where}: no clips in {spec.path} for split={spec.split!r} folds={spec.folds} "
-            f"exclude_folds={spec.exclude_folds} ({len(result.records)} clips in total)"
+            f"exclude_folds={spec.exclude_folds} ({len(result.records)} clips in total; clips per split: "
+            f"{ {k or 'none': v for k, v in result.split_counts().items()} }); pick a split/folds that exist"
         )
     return recs
 
