@@ -193,7 +193,13 @@ def evaluate_events(
     else:
         dfs = {k: score_frame(f.probs, f.hop_s, scored, f.duration_s) for k, f in test.items()}
         durations = {k: f.duration_s for k, f in test.items()}
-        psds_values = {name: psds_from_scores(dfs, reference, durations, scenario=name) for name in PSDS_SCENARIOS}
+        if any(reference.values()):
+            psds_values = {name: psds_from_scores(dfs, reference, durations, scenario=name)
+                           for name in PSDS_SCENARIOS}
+            gone = psds_values["psds1"]["classes_left_out"]
+            psds_note = f"over the classes with reference events (left out: {', '.join(gone)})" if gone else None
+        else:
+            psds_note = "no reference events in the evaluated clips; PSDS skipped"
     tuning, tuned_on = None, None
     post: dict[str, PerClass] = dict(fixed)
     if valid:

@@ -108,7 +108,9 @@ def psds_from_scores(
         scenario: ``psds1``, ``psds2`` or a dict of ``sed_scores_eval`` PSDS arguments.
 
     Returns:
-        ``{"psds": float, "class_wise": {label: float}, "settings": {...}}``.
+        ``{"psds": float, "class_wise": {label: float}, "settings": {...}, "classes_left_out":
+        [...]}``: classes without any reference event here cannot be scored (no true positive
+        rate) and are left out of the PSD-ROC (listed).
     """
     sse = import_sed_scores_eval()
     settings = dict(PSDS_SCENARIOS[scenario]) if isinstance(scenario, str) else dict(scenario)
@@ -117,9 +119,15 @@ def psds_from_scores(
     if missing:
         raise ValueError(f"psds_from_scores: no reference or duration for {len(missing)} file(s), e.g. {missing[0]!r}")
     gt = {k: merge_overlapping(reference[k]) if reference[k] else [] for k in ids}
+    columns = [c for c in scores[ids[0]].columns if c not in ("onset", "offset")]
+    present = {e[2] for evs in gt.values() for e in evs}
+    left_out = [c for c in columns if c not in present]
+    kept = [c for c in columns if c in present]
+    if not kept:
+        raise ValueError("psds_from_scores: no reference events of any scored class")
     value, class_wise, _, _ = sse.intersection_based.psds(
-        scores={k: scores[k] for k in ids}, ground_truth=gt, audio_durations={k: float(durations[k]) for k in ids},
-        **settings,
+        scores={k: scores[k][["onset", "offset", *kept]] for k in ids}, ground_truth=gt,
+        audio_durations={k: float(durations[k]) for k in ids}, **settings,
     )
     return {"psds": float(value), "class_wise": {str(k): float(v) for k, v in class_wise.items()},
-            "settings": settings}
+            "settings": settings, "classes_left_out": left_out}

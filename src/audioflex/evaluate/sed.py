@@ -94,8 +94,9 @@ def report_lines(res: Mapping[str, Any]) -> list[str]:
         on = res["onset_based"]["class_wise"][lab]["f1"]
         seg = res["segment_based"]["class_wise"][lab]
         ps = p1.get("class_wise", {}).get(lab)
+        er = f"{seg['error_rate']:.3f}" if seg["n_ref"] else "n/a"  # no reference segment: ER undefined
         lines.append(
-            f"{lab[:20]:<20} {ev:>9.3f} {on:>9.3f} {seg['f1']:>7.3f} {seg['error_rate']:>7.3f} "
+            f"{lab[:20]:<20} {ev:>9.3f} {on:>9.3f} {seg['f1']:>7.3f} {er:>7} "
             f"{'n/a' if ps is None else f'{ps:.3f}':>6} {per('thresholds', lab):>5.2f} "
             f"{per('median_filter_s', lab):>6.2f}s {per('min_duration_s', lab):>6.2f}s"
         )
