@@ -10,12 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from audioflex.apps.sed import add_event_metrics, evaluate_events
+from audioflex.apps.sed import evaluate_event_checkpoints, evaluate_events
 from audioflex.audio.frontend.logmel import LogMelConfig
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.data.readers import read_dataset
 from audioflex.evaluate.events import events_by_file
-from audioflex.evaluate.metrics import event_based_metrics, segment_based_metrics
+from audioflex.evaluate.metrics import event_based_metrics, onset_event_metrics, segment_based_metrics
+from audioflex.evaluate.scores import psds_from_scores, read_score_files
 from audioflex.inference import Pipeline
 from audioflex.models.registry import create_model
 
@@ -57,48 +58,70 @@ def strong_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "strong.tsv"
 
 
-def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path) -> None:
+def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
-    res = evaluate_events(ckpt, records, **POST)
+    res = evaluate_events(ckpt, records, tune="none", score_dir=tmp_path / "scores", **POST)
     json.dumps(res)  # JSON-ready
     pipe = Pipeline.from_checkpoint(ckpt)
     est = events_by_file(ev for r in records for ev in pipe.detect(r.path, **POST))
-    est = {str(r.path): est.get(str(r.path), []) for r in records}
-    ref = {str(r.path): list(r.events) for r in records}
+    est = {r.path.stem: est.get(str(r.path), []) for r in records}
+    ref = {r.path.stem: list(r.events) for r in records}
     assert res["num_estimated_events"] == sum(len(v) for v in est.values()) > 0
     assert res["num_reference_events"] == sum(len(v) for v in ref.values()) == 1 + 3 + 6
     ev = event_based_metrics(ref, est, t_collar=0.2, percentage_of_length=0.2, labels=LABELS)
-    durations = {str(r.path): sf.info(str(r.path)).duration for r in records}
+    on = onset_event_metrics(ref, est, t_collar=0.2, labels=LABELS)
+    durations = {r.path.stem: sf.info(str(r.path)).duration for r in records}
     seg = segment_based_metrics(ref, est, time_resolution=1.0, durations=durations, labels=LABELS)
     for key in ("f1", "precision", "recall", "error_rate", "f1_macro"):
         assert res["event_based"][key] == pytest.approx(ev[key], nan_ok=True)
+        assert res["onset_based"][key] == pytest.approx(on[key], nan_ok=True)
         assert res["segment_based"][key] == pytest.approx(seg[key], nan_ok=True)
     assert res["event_based"]["class_wise"] == ev["class_wise"]
+    # raw scores written as sed_scores_eval score files; PSDS1/2 from them
+    scores = read_score_files(tmp_path / "scores" / "test")
+    assert sorted(scores) == ["clip0", "clip1", "clip2"] and list(scores["clip0"].columns) == ["onset", "offset",
+                                                                                              *LABELS]
+    p1 = psds_from_scores(scores, ref, durations, scenario="psds1")
+    assert res["psds1"]["psds"] == pytest.approx(p1["psds"], abs=1e-6) and 0 <= p1["psds"] <= 1
+    assert res["psds2"]["settings"]["cttc_threshold"] == 0.3
     # the numbers are really computed (a different post-processing changes them)
-    other = evaluate_events(ckpt, records, **{**POST, "thresholds": 0.99}, psds_thresholds=None)
+    other = evaluate_events(ckpt, records, tune="none", **{**POST, "thresholds": 0.99}, psds=False)
     assert other["num_estimated_events"] < res["num_estimated_events"]
     assert other["segment_based"]["f1"] != res["segment_based"]["f1"]
-    assert res["psds"] is None and "psds_eval" in res["psds_note"]  # not installed here
+    assert other["psds1"] is None and other["psds_note"] == "PSDS not requested"
 
 
-def test_add_event_metrics_updates_report_and_rejects_bad_input(ckpt: Path, strong_set: Path,
-                                                                tmp_path: Path) -> None:
+def test_tuned_on_validation_and_applied_to_test(ckpt: Path, strong_set: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
-    report = tmp_path / "report.json"
-    report.write_text(json.dumps([{"name": "htsat", "checkpoint": str(ckpt), "rows": []}]))
+    fixed = evaluate_events(ckpt, records[1:], tune="none", psds=False, thresholds=0.5)
+    tuned = evaluate_events(ckpt, records[1:], valid_records=records[1:], psds=False)
+    assert "tuned on 2 validation files" in tuned["tuned_on"]
+    thr = tuned["postprocessing"]["thresholds"]
+    assert set(thr) == set(tuned["labels"]) and all(0 < v < 1 for v in thr.values())
+    # tuning on the test clips themselves cannot do worse than the fixed 0.5 threshold
+    assert tuned["event_based"]["f1_macro"] >= fixed["event_based"]["f1_macro"] - 1e-9
+    assert tuned["tuning"]["validation_f1_macro"] == pytest.approx(tuned["event_based"]["f1_macro"], abs=1e-6)
+    one = evaluate_events(ckpt, records[1:], valid_records=records[:1], tune="global", psds=False)
+    assert len(set(one["postprocessing"]["thresholds"].values())) == 1
+    assert "one setting for all classes" in one["tuned_on"]
+
+
+def test_event_checkpoints_report_and_bad_input(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
+    records = read_dataset(strong_set, kind="strong").records
     lines: list[str] = []
-    out = add_event_metrics(report, [ckpt], records, say=lines.append, psds_thresholds=None)
-    doc = json.loads(report.read_text())
+    out = evaluate_event_checkpoints([ckpt], records, tmp_path / "ev", say=lines.append, psds=False, tune="none")
+    doc = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert doc[0]["events"]["event_based"]["f1"] == out[str(ckpt)]["event_based"]["f1"]
-    assert "event-based F1" in lines[0] and "segment-based F1" in lines[0]
-    # weakly labelled records: nothing to do
+    assert lines[0].startswith("htsat: PSDS1 n/a") and "event F1" in lines[0] and "onset F1" in lines[0]
+    assert any(line.strip().startswith("alarm") for line in lines[1:])
     weak = [r.__class__(r.path, labels=r.labels) for r in records]
-    assert add_event_metrics(report, [ckpt], weak) == {}
     with pytest.raises(ValueError, match="no strong labels"):
         evaluate_events(ckpt, weak)
     bad = [r.__class__(r.path, labels=("cat",), events=()) for r in records[:1]] + records[1:]
     with pytest.raises(ValueError, match="cat"):
         evaluate_events(ckpt, bad)
+    with pytest.raises(ValueError, match="tune must be one of"):
+        evaluate_events(ckpt, records, tune="sometimes")
 
 
 def test_model_without_frame_head_is_skipped(strong_set: Path, tmp_path: Path) -> None:
@@ -110,26 +133,34 @@ def test_model_without_frame_head_is_skipped(strong_set: Path, tmp_path: Path) -
     records = read_dataset(strong_set, kind="strong").records
     with pytest.raises(ValueError, match="frame-wise head"):
         evaluate_events(ck, records)
-    res = add_event_metrics(tmp_path / "none.json", [ck], records)
+    res = evaluate_event_checkpoints([ck], records, tmp_path / "none")
     assert "frame-wise head" in res[str(ck)]["skipped"]
 
 
-def test_cli_evaluate_strong_tsv_without_split(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
-    """A strong-label TSV carries no split: `audioflex evaluate` evaluates all of it by default
-    (it used to ask for `--split ''`), and adds the event metrics."""
-    import json
-
+def test_cli_evaluate_strong_labels(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
+    """Event data: event metrics first (PSDS1/2, tuned F1), score files, no length sweep; a TSV
+    without split is evaluated whole; with split.csv the post-processing is tuned on valid."""
     from typer.testing import CliRunner
 
     from audioflex.cli import app
 
-    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--lengths", "3",
-                                   "--out", str(tmp_path / "ev")])
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
-    assert "all records" in res.output
+    assert "all records" in res.output and "PSDS1" in res.output and "fixed threshold 0.5" in res.output
+    assert "by frame shift" not in res.output and not (tmp_path / "ev" / "metric_vs_length.png").exists()
     report = json.loads((tmp_path / "ev" / "report.json").read_text())[0]
-    assert report["events"]["num_files"] == 3 and report["events"]["num_reference_events"] == 10  # the whole TSV
-    assert [r["length_s"] for r in report["rows"]] == [3.0]
+    assert report["events"]["num_files"] == 3 and report["events"]["num_reference_events"] == 10
+    assert len(list((tmp_path / "ev" / "scores" / "htsat" / "test").glob("*.tsv"))) == 3
+    (strong_set.parent / "split.csv").write_text("filename,split\nclip0.wav,valid\nclip1.wav,test\nclip2.wav,test\n")
+    try:
+        res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--out", str(tmp_path / "e2"),
+                                       "--tune", "global"])
+    finally:
+        (strong_set.parent / "split.csv").unlink()
+    assert res.exit_code == 0, res.output
+    assert "tuned on 1 validation files" in res.output and "split test" in res.output
+    ev = json.loads((tmp_path / "e2" / "report.json").read_text())[0]["events"]
+    assert ev["num_files"] == 2 and len(set(ev["postprocessing"]["thresholds"].values())) == 1
     res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-d", str(strong_set), "--split", "test",
                                    "--out", str(tmp_path / "ev2")])
-    assert res.exit_code == 1 and "no records in split 'test'" in res.output
+    assert res.exit_code == 1 and "none of its 3 clips has a split" in res.output

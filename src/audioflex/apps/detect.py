@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +11,14 @@ import numpy as np
 
 from audioflex.apps.plots import plot_detection
 from audioflex.audio.io import AudioError
-from audioflex.evaluate.events import Event, PerClass, frames_to_events, write_events_json, write_events_tsv
+from audioflex.evaluate.events import (
+    Event,
+    PerClass,
+    frames_to_events,
+    read_events,
+    write_events_json,
+    write_events_tsv,
+)
 from audioflex.inference.frames import scores_to_events
 from audioflex.inference.pipeline import Pipeline
 
@@ -40,6 +47,30 @@ class DetectReport:
     def num_events(self) -> int:
         return sum(len(v) for v in self.events.values())
 
+    def nothing_found(self, thresholds: PerClass) -> str | None:
+        """A line saying that no events were found (and what to try), or None."""
+        if self.num_events or not self.events:
+            return None
+        thr = thresholds if not isinstance(thresholds, Mapping) else "per class"
+        return (f"no events found in {len(self.events)} file(s) at threshold {thr}; lower --threshold "
+                "(e.g. 0.3), check the plots (--plot DIR) or that the checkpoint detects these sounds")
+
+
+def _reference_for(key: str, reference: Mapping[str, list[Event]]) -> list[Event]:
+    """Reference events of an input file: matched by the name as given, its file name or stem."""
+    p = Path(key)
+    for k in (key, p.name, p.stem):
+        if k in reference:
+            return reference[k]
+    stems = {Path(k).stem: v for k, v in reference.items()}
+    return stems.get(p.stem, [])
+
+
+def _plot_threshold(thresholds: PerClass) -> float | Mapping[str, float] | None:
+    if isinstance(thresholds, Mapping):
+        return {str(k): float(v) for k, v in thresholds.items()}
+    return float(thresholds) if np.ndim(thresholds) == 0 else None
+
 
 def detect_files(
     files: Sequence[str | Path],
@@ -56,7 +87,8 @@ def detect_files(
     weighting: str = "flat",
     batch_size: int = 8,
     device: str = "cpu",
-    top_k_plot: int = 5,
+    top_k_plot: int | None = None,
+    reference: str | Path | Mapping[str, list[Event]] | None = None,
 ) -> DetectReport:
     """Detect events in audio files and write them (the ``audioflex detect`` command's core).
 
@@ -72,7 +104,10 @@ def detect_files(
         thresholds, median_filter_s, min_duration_s, merge_gap_s: event post-processing.
         hop, weighting, batch_size, device: sliding-window options (see
             :func:`audioflex.inference.frames.frame_scores`).
-        top_k_plot: classes shown in the activity panel.
+        top_k_plot: classes shown in the activity panel (default: every class up to 10, else 5
+            plus those with events).
+        reference: reference events (a DESED TSV / JSON file, or ``{file: [Event]}``) to overlay on
+            the plots, matched by file name or stem.
 
     Bad files (unreadable, empty, ...) are listed in ``report.errors`` (and logged at INFO); the
     others are still processed. Filenames in the output are as given. Truncated or too short
@@ -88,6 +123,8 @@ def detect_files(
             "merge_gap_s": merge_gap_s}
     frames_to_events(np.zeros((1, len(pipe.labels))), 1.0, pipe.labels, **post)  # bad options fail before any work
     report = DetectReport()
+    refs = read_events(reference) if isinstance(reference, (str, Path)) else dict(reference or {})
+    top_k = top_k_plot if top_k_plot is not None else (len(pipe.labels) if len(pipe.labels) <= 10 else 5)
     plot_path = Path(plot_dir) if plot_dir is not None else None
     if plot_path is not None:
         plot_path.mkdir(parents=True, exist_ok=True)
@@ -107,7 +144,8 @@ def detect_files(
             while png in report.plots.values():  # same stem in different folders
                 png = plot_path / f"{Path(key).stem}_{i}.png"
                 i += 1
-            plot_detection(png, scores, events, top_k=top_k_plot, title=Path(key).name)
+            plot_detection(png, scores, events, top_k=top_k, title=Path(key).name,
+                           reference=_reference_for(key, refs), threshold=_plot_threshold(thresholds))
             report.plots[key] = png
     if out is not None:
         if fmt == "tsv":

@@ -1,13 +1,15 @@
 """Report plots of the apps (matplotlib, Agg backend: no display needed).
 
-``plot_detection`` (``audioflex detect --plot``): a detection timeline PNG — the front end's
-spectrogram on top, the frame probabilities of the top classes in the middle, and the detected
-events as bars at the bottom, all on one time axis in seconds.
+``plot_detection``: a detection timeline PNG — the front end's spectrogram on top, the frame
+probabilities of the top classes in the middle (with the decision threshold(s) as dashed lines),
+and the detected events as bars at the bottom (reference events, when given, as outlined bars
+above them), all on one time axis in seconds. The legend, outside the axes, lists every class
+drawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ def plot_detection(
     top_k: int = 5,
     title: str | None = None,
     dpi: int = 100,
+    reference: Sequence[Any] = (),
+    threshold: float | Mapping[str, float] | None = None,
 ) -> Path:
     """Write a detection timeline PNG.
 
@@ -54,8 +58,11 @@ def plot_detection(
         scores: ``audioflex.inference.frames.FrameScores`` (``probs [T', C]``, ``frame_hop_s``,
             ``labels``, ``duration_s``; ``spectrogram [F, T_s]`` and ``spec_hop_s`` if kept).
         events: detected events (``onset``, ``offset`` in seconds, ``label``).
-        top_k: classes drawn in the activity panel (classes with events are always drawn).
+        top_k: classes drawn in the activity panel (classes with detected or reference events are
+            always drawn).
         title: figure title.
+        reference: reference events to overlay (outlined bars above the detected ones).
+        threshold: the decision threshold (one value, or ``{label: value}``), drawn dashed.
 
     Returns:
         The written path.
@@ -71,7 +78,7 @@ def plot_detection(
     labels = list(scores.labels)
     hop = float(scores.frame_hop_s)
     duration = max(float(scores.duration_s), 1e-3)
-    shown = top_classes(probs, labels, events, top_k)
+    shown = top_classes(probs, labels, [*events, *reference], top_k)
     spec = scores.spectrogram
     rows = [3, 2, 1] if spec is not None else [2, 1]
     width = min(24.0, max(8.0, duration / 10.0))
@@ -96,24 +103,35 @@ def plot_detection(
     for n, c in enumerate(shown):
         y = np.append(probs[:, c], probs[-1, c]) if probs.shape[0] else np.zeros(1)
         ax_p.step(t[: y.shape[0]], y, where="post", color=colours(n % 10), label=labels[c], linewidth=1.2)
+    if isinstance(threshold, Mapping):
+        for n, c in enumerate(shown):
+            if labels[c] in threshold:
+                ax_p.axhline(float(threshold[labels[c]]), color=colours(n % 10), linestyle="--", linewidth=0.8)
+    elif threshold is not None:
+        ax_p.axhline(float(threshold), color="black", linestyle="--", linewidth=0.8, label="threshold")
     ax_p.set_ylim(-0.02, 1.02)
     ax_p.set_ylabel("probability")
     if shown:
-        ax_p.legend(loc="upper right", fontsize="small", ncol=min(len(shown), 5))
+        ax_p.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small", borderaxespad=0.0)
     ax_e = axes[ax_i + 1]
-    event_classes = [c for c in shown if any(_event_fields(e)[2] == labels[c] for e in events)]
+    present = {_event_fields(e)[2] for e in [*events, *reference]}
+    event_classes = [c for c in shown if labels[c] in present]
     for row, c in enumerate(event_classes):
         spans = [(on, off - on) for on, off, lab in map(_event_fields, events) if lab == labels[c]]
-        ax_e.broken_barh(spans, (row + 0.1, 0.8), facecolors=colours(shown.index(c) % 10))
+        refs = [(on, off - on) for on, off, lab in map(_event_fields, reference) if lab == labels[c]]
+        low, high = (0.1, 0.4) if reference else (0.1, 0.8)
+        ax_e.broken_barh(spans, (row + low, high), facecolors=colours(shown.index(c) % 10))
+        if refs:
+            ax_e.broken_barh(refs, (row + 0.55, 0.35), facecolors="none", edgecolors="black", linewidth=0.8)
     ax_e.set_yticks([r + 0.5 for r in range(len(event_classes))], [labels[c] for c in event_classes])
     ax_e.set_ylim(0, max(1, len(event_classes)))
     ax_e.set_xlim(0, duration)
-    ax_e.set_xlabel("time (s)")
+    ax_e.set_xlabel("time (s)" + ("; outlined: reference events" if reference else ""))
     if not event_classes:
         ax_e.text(0.5, 0.5, "no events", transform=ax_e.transAxes, ha="center", va="center", color="grey")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # keeps the legend outside the axes
     plt.close(fig)
     return path

@@ -1,18 +1,20 @@
 """Sound event detection scores of checkpoints on a strongly labelled dataset (``audioflex evaluate``).
 
-:func:`evaluate_events` runs a frame-head model (HTS-AT, or ElasticAST with ``frame_head=True``)
-over every clip at its full length (sliding windows + overlap-add, ``Pipeline.frame_scores``,
-the same path as ``Pipeline.detect``), turns the frame probabilities into events with the given
-post-processing and scores them against the records' strong labels
-(:func:`audioflex.evaluate.sed.event_report`: event- and segment-based F1, PSDS when
-``psds_eval`` is installed).
+As DCASE task 4 does it (:func:`evaluate_events`):
 
-Only the dataset's classes are scored (``labels``; default: every label of the records): estimated
-events of other classes of a larger model (e.g. AudioSet's 527) are dropped and counted in
-``ignored_estimated_events``.
+1. a frame-head model (HTS-AT, or ElasticAST with ``frame_head=True``) scores every clip once at
+   its full length (sliding windows + overlap-add, ``Pipeline.frame_scores``);
+2. the raw frame scores are written as ``sed_scores_eval`` score files (``score_dir/test``,
+   ``score_dir/valid``) and PSDS1/PSDS2 are computed from them (threshold-independent);
+3. threshold, median filter and minimum duration are tuned on the validation clips (per class or
+   one setting for all; :func:`~audioflex.evaluate.tuning.tune_postprocessing`), or fixed values
+   are used when there is no validation split;
+4. the test clips' events with that post-processing are scored: event-based F1 (onset + offset,
+   200 ms collar), onset-only F1, segment-based F1/ER, class-wise and macro
+   (:func:`audioflex.evaluate.sed.event_report`).
 
-:func:`add_event_metrics` is what ``audioflex evaluate`` calls for event datasets: it adds an
-``events`` entry per checkpoint to the report JSON and prints a summary.
+Only the dataset's classes are scored (``labels``; default: every label of the records).
+:func:`evaluate_event_checkpoints` is what the CLI calls: every checkpoint, report JSON, text.
 """
 
 from __future__ import annotations
@@ -24,34 +26,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from audioflex.audio.io import AudioError, load_audio
-from audioflex.data.records import ClipRecord
-from audioflex.evaluate.events import Event, PerClass, frames_to_events
-from audioflex.evaluate.sed import PSDS_THRESHOLDS, event_report, has_events, psds_available, summary_line
-from audioflex.inference.frames import scores_to_events
+from audioflex.data.records import ClipRecord, Event
+from audioflex.evaluate.events import PerClass, frames_to_events
+from audioflex.evaluate.scores import PSDS_SCENARIOS, psds_from_scores, score_frame, write_score_files
+from audioflex.evaluate.sed import event_report, has_events, report_lines, scores_available, summary_line
+from audioflex.evaluate.tuning import FrameSet, tune_postprocessing
 from audioflex.inference.pipeline import Pipeline
 from audioflex.inference.windows import plan_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_event_metrics", "evaluate_events"]
+__all__ = ["TUNING", "audio_ids", "evaluate_event_checkpoints", "evaluate_events"]
+
+TUNING = ("per_class", "global", "none")
 
 
-def _keys(records: Sequence[ClipRecord]) -> list[str]:
-    """A unique file key per record: its path (``path#k`` for repeated paths)."""
+def audio_ids(records: Sequence[ClipRecord]) -> list[str]:
+    """A unique, file-name-safe id per record (its id, ``/`` -> ``__``; ``_k`` for repeats)."""
     seen: dict[str, int] = {}
     out = []
     for r in records:
-        k = str(r.path)
+        k = r.id.replace("/", "__").replace("\\", "__") or r.path.stem
         n = seen.get(k, 0)
         seen[k] = n + 1
-        out.append(k if n == 0 else f"{k}#{n}")
+        out.append(k if n == 0 else f"{k}_{n}")
     return out
 
 
-def _source(record: ClipRecord, sample_rate: int) -> str | torch.Tensor:
+def _source(record: ClipRecord, sample_rate: int) -> Any:
     """The clip as a path (whole file, streamed) or a loaded waveform (a part of a file)."""
     if record.start == 0.0 and record.end is None:
         return str(record.path)
@@ -59,10 +63,45 @@ def _source(record: ClipRecord, sample_rate: int) -> str | torch.Tensor:
     return load_audio(record.path, sample_rate, offset=record.start, duration=dur)
 
 
+def _score_records(
+    pipe: Pipeline, records: Sequence[ClipRecord], columns: list[int], keep: set[str],
+    progress: Callable[[int], Any] | None,
+) -> tuple[dict[str, FrameSet], dict[str, list[Event]], list[str]]:
+    """Frame scores of the scored ``columns`` per audio id, reference events, unreadable files."""
+    frames: dict[str, FrameSet] = {}
+    reference: dict[str, list[Event]] = {}
+    skipped: list[str] = []
+    for key, rec in zip(audio_ids(records), records):
+        try:
+            scores = pipe.frame_scores(_source(rec, pipe.sample_rate))
+        except (AudioError, OSError) as e:
+            logger.warning("evaluate_events: skipping %s (%s)", rec.path, e)
+            skipped.append(str(rec.path))
+            continue
+        probs = scores.probs.numpy()[:, columns].astype(np.float64)
+        duration = max(scores.duration_s, max((e.offset for e in rec.events), default=0.0))
+        frames[key] = FrameSet(probs, scores.frame_hop_s, duration)
+        reference[key] = [e for e in rec.events if e.label in keep]
+        if progress is not None:
+            progress(1)
+    return frames, reference, skipped
+
+
+def _events(frames: dict[str, FrameSet], labels: list[str], post: dict[str, PerClass]) -> dict[str, list[Event]]:
+    out = {}
+    for key, f in frames.items():
+        evs = frames_to_events(f.probs, f.hop_s, labels, duration_s=f.duration_s, **post)
+        out[key] = [Event(e.onset, e.offset, e.label) for e in evs]
+    return out
+
+
 def evaluate_events(
     checkpoint: str | Path | Pipeline,
     records: Sequence[ClipRecord],
     *,
+    valid_records: Sequence[ClipRecord] | None = None,
+    tune: str = "per_class",
+    tune_onset_only: bool = False,
     thresholds: PerClass = 0.5,
     median_filter_s: PerClass = 0.0,
     min_duration_s: PerClass = 0.0,
@@ -71,144 +110,154 @@ def evaluate_events(
     t_collar: float = 0.2,
     percentage_of_length: float = 0.2,
     time_resolution: float = 1.0,
-    psds_thresholds: Sequence[float] | None = PSDS_THRESHOLDS,
+    psds: bool = True,
+    score_dir: str | Path | None = None,
     hop: float = 0.5,
     device: str = "cpu",
     batch_size: int = 8,
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
-    """Event- and segment-based F1 (and PSDS if ``psds_eval`` is installed) of a checkpoint.
+    """PSDS1/PSDS2, event F1 (onset + offset and onset only) and segment F1/ER of a checkpoint.
 
     Args:
         checkpoint: an audioflex checkpoint directory or a ready ``Pipeline`` (frame-head model).
-        records: clips with strong labels (``ClipRecord.events``, seconds from the clip start).
-        thresholds, median_filter_s, min_duration_s, merge_gap_s: event post-processing
-            (:func:`audioflex.evaluate.events.frames_to_events`; one value, one per class or a
-            ``{label: value}`` dict over the model's labels).
+        records: the test clips, with strong labels (``ClipRecord.events``).
+        valid_records: clips to tune the post-processing on (None: the fixed values are used).
+        tune: ``per_class`` (each class its own threshold, median filter and minimum duration),
+            ``global`` (one setting for all) or ``none``.
+        tune_onset_only: tune for the onset-only F1 (default: onset + offset F1).
+        thresholds, median_filter_s, min_duration_s: the fixed post-processing (one value, one
+            per class or ``{label: value}``), used when not tuning; ``merge_gap_s`` always.
         labels: classes to score (default: every label of the records' events and clip labels).
-        t_collar, percentage_of_length: event-based matching (onset collar in s; offset collar
+        t_collar, percentage_of_length: event matching (onset collar in s; offset collar
             ``max(t_collar, percentage_of_length * reference length)``).
         time_resolution: segment length of the segment-based metrics (s).
-        psds_thresholds: decision thresholds of the PSDS operating points (``None``: no PSDS).
-        hop: window hop (fraction of the model's window).
-        device, batch_size: where and how many windows per forward.
-        progress: called with 1 after each clip.
+        psds: compute PSDS1/PSDS2 (needs ``sed_scores_eval``; a note when it is missing).
+        score_dir: write the raw frame scores there as score files (``test/``, ``valid/``).
+        hop, device, batch_size: window hop (fraction of the window), where and how many windows
+            per forward; ``progress``: called with 1 after each clip.
 
     Returns:
-        JSON-ready dict: ``event_based`` and ``segment_based`` (the dicts of
-        :func:`~audioflex.evaluate.metrics.event_based_metrics` /
-        :func:`~audioflex.evaluate.metrics.segment_based_metrics`), ``psds`` (float or ``None``)
-        and ``psds_note``, ``labels``, ``postprocessing``, ``frame_hop_s``, ``num_files``,
-        ``num_reference_events``, ``num_estimated_events``, ``ignored_estimated_events``,
-        ``skipped`` (unreadable files, logged and left out).
+        The :func:`~audioflex.evaluate.sed.event_report` dict plus ``tuned_on`` (what the
+        post-processing was chosen on), ``tuning`` (validation F1 per class) and ``score_dir``.
 
     Raises:
-        ValueError: no records, no strong labels, event labels unknown to the model, or a model
-            without a frame-wise head.
+        ValueError: no records, no strong labels, labels unknown to the model, a bad ``tune``,
+            or a model without a frame-wise head.
     """
     if not records:
         raise ValueError("evaluate_events: no records to evaluate")
     if not has_events(records):
-        raise ValueError(
-            "evaluate_events: the records carry no strong labels (events); read a DESED-style "
-            "TSV (read_dataset(tsv, kind='strong'))"
-        )
-    if isinstance(checkpoint, Pipeline):
-        pipe = checkpoint
-    else:
-        pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=batch_size, window_hop=hop)
+        raise ValueError("evaluate_events: the records carry no strong labels (events); read a DESED-style TSV "
+                         "(read_dataset(tsv, kind='strong'))")
+    if tune not in TUNING:
+        raise ValueError(f"evaluate_events: tune must be one of {TUNING}, got {tune!r}")
+    pipe = checkpoint if isinstance(checkpoint, Pipeline) else Pipeline.from_checkpoint(
+        checkpoint, device=device, batch_size=batch_size, window_hop=hop)
     plan_windows(pipe.model, pipe.frontend, hop=pipe.window_hop)  # no frame head: clear ValueError
     model_labels = list(pipe.labels)
-    found = sorted({e.label for r in records for e in r.events} | {x for r in records for x in r.labels})
+    every = list(records) + list(valid_records or ())
+    found = sorted({e.label for r in every for e in r.events} | {x for r in every for x in r.labels})
     unknown = sorted(set(found) - set(model_labels))
     if unknown:
-        raise ValueError(
-            f"evaluate_events: label(s) {unknown[:5]} of the dataset are not among the checkpoint's "
-            f"{len(model_labels)} labels; evaluate a checkpoint trained on these classes"
-        )
+        raise ValueError(f"evaluate_events: label(s) {unknown[:5]} of the dataset are not among the checkpoint's "
+                         f"{len(model_labels)} labels; evaluate a checkpoint trained on these classes")
     scored = list(labels) if labels is not None else found
     bad = sorted(set(scored) - set(model_labels))
     if bad:
         raise ValueError(f"evaluate_events: labels {bad[:5]} are not among the checkpoint's labels")
-    keep = set(scored)
-    post = {"thresholds": thresholds, "median_filter_s": median_filter_s,
-            "min_duration_s": min_duration_s, "merge_gap_s": merge_gap_s}
-    frames_to_events(np.zeros((1, len(model_labels))), 1.0, model_labels, **post)  # bad options fail early
+    columns = [model_labels.index(lab) for lab in scored]
+    fixed = {"thresholds": thresholds, "median_filter_s": median_filter_s, "min_duration_s": min_duration_s,
+             "merge_gap_s": merge_gap_s}
+    frames_to_events(np.zeros((1, len(scored))), 1.0, scored, **fixed)  # bad options fail before any work
 
-    want_psds = psds_thresholds is not None and len(psds_thresholds) > 0 and psds_available()
-    reference: dict[str, list[Event]] = {}
-    estimated: dict[str, list[Event]] = {}
-    by_thr: dict[float, dict[str, list[Event]]] = {float(t): {} for t in (psds_thresholds or ())}
-    durations: dict[str, float] = {}
-    skipped: list[str] = []
-    ignored = 0
-    frame_hop = None
-    for key, rec in zip(_keys(records), records):
-        try:
-            scores = pipe.frame_scores(_source(rec, pipe.sample_rate))
-        except (AudioError, OSError) as e:
-            logger.warning("evaluate_events: skipping %s (%s)", key, e)
-            skipped.append(key)
-            continue
-        frame_hop = scores.frame_hop_s
-        events = scores_to_events(scores, **post)
-        ignored += sum(e.label not in keep for e in events)
-        estimated[key] = [Event(e.onset, e.offset, e.label) for e in events if e.label in keep]
-        reference[key] = [e for e in rec.events if e.label in keep]
-        durations[key] = max(scores.duration_s, max((e.offset for e in rec.events), default=0.0))
-        if want_psds:
-            for t in by_thr:
-                evs = scores_to_events(scores, **{**post, "thresholds": t})
-                by_thr[t][key] = [Event(e.onset, e.offset, e.label) for e in evs if e.label in keep]
-        if progress is not None:
-            progress(1)
-    if not reference:
+    test, reference, skipped = _score_records(pipe, records, columns, set(scored), progress)
+    if not test:
         raise ValueError(f"evaluate_events: none of the {len(records)} files could be read (see the log)")
-    return event_report(
-        reference, estimated, durations, labels=scored, postprocessing=post,
-        by_threshold=by_thr if want_psds else None, psds_thresholds=psds_thresholds, t_collar=t_collar,
-        percentage_of_length=percentage_of_length, time_resolution=time_resolution, frame_hop_s=frame_hop,
-        ignored=ignored, skipped=skipped,
+    hop_s = next(iter(test.values())).hop_s
+    valid = valid_ref = None
+    if valid_records and tune != "none":
+        valid, valid_ref, bad_valid = _score_records(pipe, valid_records, columns, set(scored), progress)
+        skipped += bad_valid
+    have_scores = scores_available()
+    if score_dir is not None and have_scores:
+        for name, part in (("test", test), ("valid", valid or {})):
+            if part:
+                write_score_files({k: score_frame(f.probs, f.hop_s, scored, f.duration_s) for k, f in part.items()},
+                                  Path(score_dir) / name)
+    psds_values, psds_note = None, None
+    if not psds:
+        psds_note = "PSDS not requested"
+    elif not have_scores:
+        psds_note = "sed_scores_eval is not installed (pip install 'audioflex[sed]'); PSDS skipped"
+    else:
+        dfs = {k: score_frame(f.probs, f.hop_s, scored, f.duration_s) for k, f in test.items()}
+        durations = {k: f.duration_s for k, f in test.items()}
+        if any(reference.values()):
+            psds_values = {name: psds_from_scores(dfs, reference, durations, scenario=name)
+                           for name in PSDS_SCENARIOS}
+            gone = psds_values["psds1"]["classes_left_out"]
+            psds_note = f"over the classes with reference events (left out: {', '.join(gone)})" if gone else None
+        else:
+            psds_note = "no reference events in the evaluated clips; PSDS skipped"
+    tuning, tuned_on = None, None
+    post: dict[str, PerClass] = dict(fixed)
+    if valid:
+        tuning = tune_postprocessing(valid, valid_ref or {}, scored, per_class=tune == "per_class",
+                                     onset_only=tune_onset_only, t_collar=t_collar,
+                                     percentage_of_length=percentage_of_length)
+        post.update({k: tuning[k] for k in ("thresholds", "median_filter_s", "min_duration_s")})
+        tuned_on = (f"tuned on {len(valid)} validation files ({tuning['criterion']}, "
+                    f"{'per class' if tune == 'per_class' else 'one setting for all classes'}); "
+                    f"validation macro F1 {tuning['validation_f1_macro']:.3f}")
+    elif tune != "none":
+        tuned_on = "fixed: no validation clips to tune on (pass valid_records / a dataset with a valid split)"
+    estimated = _events(test, scored, post)
+    res = event_report(
+        reference, estimated, {k: f.duration_s for k, f in test.items()}, labels=scored, postprocessing=post,
+        psds=psds_values, psds_note=psds_note, t_collar=t_collar, percentage_of_length=percentage_of_length,
+        time_resolution=time_resolution, frame_hop_s=hop_s, skipped=skipped,
     )
+    res["tuned_on"] = tuned_on
+    res["tuning"] = {k: tuning[k] for k in ("validation_f1", "validation_f1_macro", "criterion", "per_class")} \
+        if tuning else None
+    res["score_dir"] = str(score_dir) if score_dir is not None and have_scores else None
+    return res
 
 
-def add_event_metrics(
-    report_json: str | Path,
+def evaluate_event_checkpoints(
     checkpoints: Sequence[str | Path],
     records: Sequence[ClipRecord],
+    out_dir: str | Path,
     *,
+    valid_records: Sequence[ClipRecord] | None = None,
     device: str = "cpu",
     say: Callable[[str], Any] | None = None,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """``audioflex evaluate`` on an event dataset: :func:`evaluate_events` for every checkpoint
-    whose model has a frame-wise head, stored as ``"events"`` in that checkpoint's entry of
-    ``report_json`` (the list written by ``evaluate.lengths.write_json``), and a one-line summary
-    per checkpoint through ``say``. Checkpoints without a frame head get
-    ``{"skipped": reason}``. Datasets without strong labels: nothing happens (returns ``{}``).
-    ``options`` go to :func:`evaluate_events`.
-    """
-    if not has_events(records):
-        return {}
-    path = Path(report_json)
-    doc = json.loads(path.read_text()) if path.is_file() else []
+    (score files in ``out_dir/scores/<checkpoint name>/``), ``out_dir/report.json`` (a list of
+    ``{"checkpoint", "events"}``) and, through ``say``, a summary line and the class-wise table
+    per checkpoint. A checkpoint without a frame head gets ``{"skipped": reason}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     batch_size = int(options.pop("batch_size", 8))
     for ck in checkpoints:
         pipe = Pipeline.from_checkpoint(ck, device=device, batch_size=batch_size)
         try:
-            res = evaluate_events(pipe, records, **options)
+            res = evaluate_events(pipe, records, valid_records=valid_records,
+                                  score_dir=out / "scores" / Path(ck).name, **options)
         except ValueError as e:
             if "frame-wise head" not in str(e):
                 raise
             res = {"skipped": str(e)}
             logger.warning("%s: no event metrics (%s)", ck, e)
         results[str(ck)] = res
-        for entry in doc:
-            if isinstance(entry, dict) and entry.get("checkpoint") == str(ck):
-                entry["events"] = res
         if say is not None:
             say(summary_line(Path(ck).name, res))
-    if doc:
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+            for line in report_lines(res):
+                say("  " + line)
+    doc = [{"checkpoint": k, "events": v} for k, v in results.items()]
+    (out / "report.json").write_text(json.dumps(doc, indent=2) + "\n")
     return results

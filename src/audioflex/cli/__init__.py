@@ -4,6 +4,7 @@ Errors a user can fix (bad audio, bad checkpoint, bad option) print one red line
 Commands live in one module per group — :mod:`~audioflex.cli.convert` (``models``,
 ``convert``), :mod:`~audioflex.cli.infer` (``tag``, ``detect``, ``embed``),
 :mod:`~audioflex.cli.train` (``train``, ``evaluate``, ``shard``, ``demo``),
+:mod:`~audioflex.cli.data` (``inspect``),
 :mod:`~audioflex.cli.hear` (``probe``), :mod:`~audioflex.cli.bench` (``bench ...``) — with the
 shared helpers in :mod:`~audioflex.cli.common`. The groups define plain functions; this module
 builds the app: it registers each command wrapped in :func:`~audioflex.cli.common.friendly`, in
@@ -17,7 +18,7 @@ import logging
 import typer
 
 from audioflex import __version__
-from audioflex.cli import bench, convert, hear, infer, train
+from audioflex.cli import bench, convert, data, hear, infer, train
 from audioflex.cli.common import friendly, out
 
 __all__ = ["app", "main"]
@@ -33,6 +34,7 @@ for _command in (
     convert.models,
     convert.convert,
     infer.tag,
+    data.inspect_cmd,
     train.evaluate,
     train.shard,
     train.train,
@@ -41,7 +43,7 @@ for _command in (
     hear.probe,
     infer.detect,
 ):
-    app.command()(friendly(_command))
+    app.command(_command.__name__.removesuffix("_cmd"))(friendly(_command))
 
 bench_app = typer.Typer(help="Speed/memory benchmarks (JSON to stdout or --out).", no_args_is_help=True)
 for _name, _command in (

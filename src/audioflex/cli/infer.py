@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from audioflex.cli.common import (
@@ -126,6 +127,9 @@ def detect(
     min_duration_ms: float = typer.Option(0.0, help="Drop events shorter than this (ms)."),
     merge_gap_ms: float = typer.Option(0.0, help="Merge events separated by less than this (ms)."),
     hop: float = typer.Option(0.5, help="Window hop as a fraction of the window (fixed-window models)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Reference events (DESED TSV) drawn on "
+                                             "the plots, matched by file name."),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder the FILES are relative to."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """Sound event detection on files of any length: events with onsets and offsets."""
@@ -133,6 +137,10 @@ def detect(
 
     from audioflex.apps.detect import detect_files
 
+    if audio_dir is not None:
+        files = [f if f.is_absolute() else audio_dir / f for f in files]
+    if reference is not None and plot is None:
+        err.print("[yellow]--reference is drawn on the plots: add --plot DIR[/]")
     target = out_path
     tmp = None
     if target is None:
@@ -151,6 +159,7 @@ def detect(
             merge_gap_s=merge_gap_ms / 1000,
             hop=hop,
             device=device,
+            reference=reference,
         )
         if out_path is None:
             print(target.read_text(), end="")  # noqa: T201  (events to stdout for pipes)
@@ -161,6 +170,9 @@ def detect(
             tmp.cleanup()
     for p in report.plots.values():
         err.print(f"plot: {p}")
+    note = report.nothing_found(_thresholds(threshold))
+    if note:
+        err.print(f"[yellow]{escape(note)}[/]", highlight=False, soft_wrap=True)
     print_file_errors(report.errors)
     if report.errors:
         raise typer.Exit(1)

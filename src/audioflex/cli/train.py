@@ -3,13 +3,16 @@ the evaluation of checkpoints across lengths and frame shifts."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from audioflex.cli.common import err, out
+from audioflex.cli.data import read_options, show_summary
 
 __all__ = ["demo", "evaluate", "shard", "train"]
 
@@ -23,27 +26,56 @@ def _floats(text: Optional[str], what: str) -> list[Optional[float]]:
         raise ValueError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
 
 
+def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], split: str, out_dir: Path,
+                      device: str, tune: str, valid_split: Optional[str]) -> None:
+    from tqdm import tqdm
+
+    from audioflex.apps.sed import evaluate_event_checkpoints
+
+    valid = None
+    if tune != "none":
+        want = valid_split if valid_split is not None else ("valid" if split == "test" else "")
+        has = want and any(r.split == want for r in ds.records)
+        valid = ds.select(split=want) if has else None
+        if valid_split and not valid:
+            raise ValueError(f"--valid-split {valid_split!r}: no clips in that split")
+        if not valid:
+            out.print("no validation split to tune the post-processing on: fixed threshold 0.5 (--valid-split)")
+    with tqdm(total=len(records) + len(valid or ()), desc="scoring", unit="clip") as bar:
+        evaluate_event_checkpoints(checkpoints, records, out_dir, valid_records=valid, device=device,
+                                   say=lambda line: out.print(escape(line), highlight=False, soft_wrap=True),
+                                   tune=tune, progress=bar.update)
+    out.print(f"wrote {out_dir / 'report.json'} and the score files in {out_dir / 'scores'}")
+
+
 def evaluate(
     checkpoints: list[Path] = typer.Argument(..., help="One or more checkpoint directories."),
-    data: Path = typer.Option(..., "--data", "-d", help="Dataset (folder, manifest, ESC-50, AudioSet, ...)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset (folder, manifest, ESC-50, AudioSet, DESED, ...)."),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Where the audio files are."),
     split: Optional[str] = typer.Option(None, help="Split to evaluate ('' for all records; default: 'test' "
                                         "where the dataset has one, else all records)."),
     folds: Optional[str] = typer.Option(None, help="Comma-separated folds to evaluate (ESC-50)."),
     lengths: Optional[str] = typer.Option(None, help="Comma-separated lengths in s (default: native)."),
     frame_shifts: Optional[str] = typer.Option(None, help="Comma-separated frame shifts in ms (default: trained)."),
-    out_dir: Path = typer.Option(Path("runs/evaluate"), "--out", help="Where report.json and the plot go."),
+    tune: str = typer.Option("per_class", help="Event data: tune threshold, median filter and minimum duration "
+                             "on the validation split per_class, global, or none (fixed 0.5)."),
+    valid_split: Optional[str] = typer.Option(None, help="Event data: the split to tune on (default: valid)."),
+    out_dir: Path = typer.Option(Path("runs/evaluate"), "--out", help="Where report.json (and plot/scores) go."),
     device: str = typer.Option("cpu"),
 ) -> None:
-    """Evaluate checkpoints at several lengths and frame shifts: table, JSON and plot."""
+    """Evaluate checkpoints. Event (strong-label) data: PSDS1/PSDS2, tuned event and segment F1, score
+    files. Clip data: metrics at several lengths and frame shifts (table, JSON, plot); a packed model
+    (ElasticAST) sees a clip shorter than an evaluation length at its native length, never padded."""
     from tqdm import tqdm
 
     from audioflex.apps.lengths import evaluate_lengths
-    from audioflex.apps.sed import add_event_metrics
     from audioflex.checkpoints import read_meta
     from audioflex.data.readers import read_dataset
     from audioflex.evaluate.lengths import EvalItem, format_table, plot_reports, write_json
+    from audioflex.evaluate.sed import has_events
 
-    ds = read_dataset(data)
+    ds = read_dataset(data, **read_options(audio_dir))
+    show_summary(ds)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
     if split is None:  # a dataset without splits (a strong-label TSV, a folder) is evaluated whole
         split = "test" if any(r.split == "test" for r in ds.records) else ""
@@ -51,6 +83,11 @@ def evaluate(
     records = ds.select(split=split or None, folds=fold_list)
     if not records:
         raise ValueError(f"{data}: no records in split {split!r} (folds {folds}); pick --split/--folds")
+    if has_events(records):
+        if tune not in ("per_class", "global", "none"):
+            raise ValueError(f"--tune must be per_class, global or none, got {tune!r}")
+        _event_evaluation(checkpoints, ds, records, split, out_dir, device, tune, valid_split)
+        return
     lens, shifts = _floats(lengths, "--lengths"), _floats(frame_shifts, "--frame-shifts")
     reports = []
     for ck in checkpoints:
@@ -73,9 +110,11 @@ def evaluate(
         table.add_row(*row)
     out.print(table)
     write_json(reports, out_dir / "report.json")
-    add_event_metrics(out_dir / "report.json", checkpoints, records, device=device, say=out.print)
-    plot_reports(reports, out_dir / "metric_vs_length.png")
-    out.print(f"wrote {out_dir / 'report.json'} and {out_dir / 'metric_vs_length.png'}")
+    if len(lens) * len(shifts) > 1:
+        plot_reports(reports, out_dir / "metric_vs_length.png")
+        out.print(f"wrote {out_dir / 'report.json'} and {out_dir / 'metric_vs_length.png'}")
+    else:
+        out.print(f"wrote {out_dir / 'report.json'}")
 
 
 def shard(
@@ -100,11 +139,17 @@ def train(
     config: Path = typer.Argument(..., help="Training config YAML (see configs/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config entry: key.sub=value (repeatable)."),
     resume: Optional[Path] = typer.Option(None, help="Continue a killed/finished run from its last checkpoint."),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Where the audio files of data.train "
+                                             "(and data.valid) are (sets data.*.options.audio_dir)."),
 ) -> None:
-    """Train a model (single process, or every process under torchrun)."""
+    """Train a model (single process, or every process under torchrun). The data summary is logged
+    at the start (the lines of `audioflex inspect`)."""
     from audioflex.train import train as run_training
 
+    logging.getLogger("audioflex.data.inspect").setLevel(logging.INFO)
     overrides = list(set_) + ([f"resume={resume}"] if resume is not None else [])
+    if audio_dir is not None:
+        overrides += [f"data.train.options.audio_dir={audio_dir}", f"data.valid.options.audio_dir={audio_dir}"]
     result = run_training(config, overrides)
     best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
     out.print(f"done: {result.steps} steps, best {result.metric_name} {best}; run dir {result.run_dir}")

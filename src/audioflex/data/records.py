@@ -302,6 +302,13 @@ class ReadResult:
     def label_names(self) -> list[str]:
         return list(self.labels.names)
 
+    def split_counts(self) -> dict[str | None, int]:
+        """Clips per split (``None``: clips without a split)."""
+        counts: dict[str | None, int] = {}
+        for r in self.records:
+            counts[r.split] = counts.get(r.split, 0) + 1
+        return counts
+
     def warn(self, message: str) -> None:
         """Record a warning and log it."""
         self.warnings.append(message)
@@ -314,8 +321,19 @@ class ReadResult:
         folds: Iterable[int] | None = None,
         exclude_folds: Iterable[int] | None = None,
     ) -> list[ClipRecord]:
-        """Records of one split and/or some folds (ESC-50 cross-validation: ``exclude_folds``)."""
+        """Records of one split and/or some folds (ESC-50 cross-validation: ``exclude_folds``).
+
+        Asking for a split of a dataset none of whose clips has one is an error saying what to do
+        (clips are never given a split here).
+        """
         want_split = normalize_split(split, where="select(split=...)")
+        if want_split is not None and self.records and not any(r.split for r in self.records):
+            folds_hint = " or select folds" if any(r.fold is not None for r in self.records) else ""
+            raise ValueError(
+                f"{self.source or 'dataset'}: split {split!r} asked for, but none of its {len(self.records)} clips "
+                "has a split (no split column, split.csv, <split>_list.txt or split folders); add a split.csv "
+                f"(filename,split) beside the metadata{folds_hint}, or drop the split to use every clip"
+            )
         inc = None if folds is None else set(folds)
         exc = set() if exclude_folds is None else set(exclude_folds)
         return [

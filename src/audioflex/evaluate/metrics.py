@@ -202,16 +202,9 @@ EventLists = Mapping[str, Iterable[Any]]
 
 
 def _sed_eval() -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # dcase_util imports the deprecated pkg_resources
-            import sed_eval
-    except ImportError as e:
-        hint = " (dcase_util needs pkg_resources: pip install 'setuptools<81')" if "pkg_resources" in str(e) else ""
-        raise ImportError(
-            f"SED metrics need the sed_eval package{hint}: pip install 'audioflex[sed]' ({e})"
-        ) from e
-    return sed_eval
+    from audioflex.evaluate.thirdparty import import_sed_eval
+
+    return import_sed_eval()
 
 
 def _prepare(

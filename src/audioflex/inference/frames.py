@@ -20,7 +20,10 @@ How a file of any length becomes frame probabilities (:func:`frame_scores`):
    are added with per-step weights and divided by the summed weights: ``flat`` (plain average,
    the default and what the tests use), ``hann`` or ``triangle`` (weights fall towards the window
    edges, where the model sees less context; all weights are > 0, so a step seen by one window
-   keeps that window's value exactly).
+   keeps that window's value exactly). The last step of a short window is partly padding (e.g.
+   9.92-10.0 s of a 10 s clip): the model's output there reflects the padding, not the audio, so
+   it is masked; a step only such output reaches holds the previous step's value (window-edge
+   artefacts: no spurious 0.08 s events at the end of every clip).
 4. **Clip scores** are the duration-weighted mean (``aggregate="mean"``) or the maximum
    (``"max"``) of the windows' clip probabilities.
 
@@ -43,7 +46,14 @@ from torch import nn
 from audioflex.audio.frontend.base import Frontend
 from audioflex.audio.stream import AudioInput, AudioReader, Piece
 from audioflex.evaluate.events import Event, PerClass, frames_to_events
-from audioflex.inference.windows import OverlapAdd, WindowPlan, frame_samples, plan_windows, window_weights
+from audioflex.inference.windows import (
+    OverlapAdd,
+    WindowPlan,
+    frame_samples,
+    plan_windows,
+    step_fractions,
+    window_weights,
+)
 from audioflex.models.outputs import AudioOutput
 from audioflex.packing import collate_packed
 
@@ -61,6 +71,8 @@ class WindowScores:
         frame_probs: ``[S_valid, C]`` probabilities of its valid steps.
         clip_probs: ``[C]``.
         spec: ``[F, frames]`` its valid spectrogram frames (for plots), or None.
+        step_fraction: ``[S_valid]`` share of real (unpadded) frames per step (1 but in the last
+            step of a short window), or None (all real).
     """
 
     index: int
@@ -69,6 +81,7 @@ class WindowScores:
     frame_probs: torch.Tensor
     clip_probs: torch.Tensor
     spec: torch.Tensor | None = None
+    step_fraction: torch.Tensor | None = None
 
 
 def _activate(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -116,6 +129,7 @@ def _score_windows(
                 frame_probs=probs[i, :steps],
                 clip_probs=clip[i],
                 spec=spec_cpu[i, :, : max(1, frames_list[i])] if spec_cpu is not None else None,
+                step_fraction=step_fractions(frames_list[i], plan.step_frames, steps),
             )
         )
     return res
@@ -243,7 +257,10 @@ def frame_scores(
         model, frontend, reader, plan=plan, batch_size=batch_size, multilabel=multilabel, device=device,
         block_s=block_s, keep_spectrogram=keep_spectrogram,
     ):
-        ola.add(ws.start_step, ws.frame_probs, weights)
+        w_steps = weights[: ws.frame_probs.shape[0]]
+        if ws.step_fraction is not None:  # the partly padded step of a short window is masked
+            w_steps = w_steps * (ws.step_fraction >= 1.0)
+        ola.add(ws.start_step, ws.frame_probs, w_steps)
         w = ws.num_samples
         clip_sum = ws.clip_probs * w if clip_sum is None else clip_sum + ws.clip_probs * w
         clip_max = ws.clip_probs if clip_max is None else torch.maximum(clip_max, ws.clip_probs)

@@ -5,8 +5,9 @@ length (HTS-AT: its 1024-frame input; ElasticAST with ``frame_head=True``: the s
 table or ``window_s``), the timeline step (HTS-AT: 32 frames = 0.32 s; ElasticAST: one patch
 column = 16 frames) and the hop, rounded to whole steps so that window ``k``'s step ``j`` is
 exactly timeline step ``k * hop_steps + j``. :class:`OverlapAdd` adds the windows' frame
-probabilities onto the timeline with per-step weights (:func:`window_weights`) and flushes the
-finished part; :func:`aggregate_scores` combines per-window clip scores.
+probabilities onto the timeline with per-step weights (:func:`window_weights`, times 0 for the
+partly padded last step of a short window: :func:`step_fractions`) and flushes the finished
+part; :func:`aggregate_scores` combines per-window clip scores.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from audioflex.audio.frontend.base import Frontend
 from audioflex.models.contract import contract_of
 
 __all__ = ["WEIGHTINGS", "OverlapAdd", "WindowPlan", "aggregate_scores", "frame_samples", "plan_windows",
-           "window_weights"]
+           "step_fractions", "window_weights"]
 
 WEIGHTINGS = ("flat", "hann", "triangle")
 
@@ -157,6 +158,9 @@ class OverlapAdd:
 
     ``add(start, values [S, C], weights [S])`` with non-decreasing ``start``; steps before the
     latest ``start`` are final and flushed (so memory is one window plus the finished output).
+    A weight of 0 masks a step (a partly padded step): a timeline step that only masked values
+    reach holds the previous step's value (the first step, if masked: the plain mean of what
+    reached it), so padding never creates activity.
     """
 
     def __init__(self) -> None:
@@ -164,6 +168,21 @@ class OverlapAdd:
         self._base = 0
         self._acc: torch.Tensor | None = None  # [L, C]
         self._wsum: torch.Tensor | None = None  # [L]
+        self._raw: torch.Tensor | None = None  # [L, C] unweighted sums (masked-only first step)
+        self._count: torch.Tensor | None = None  # [L]
+        self._last: torch.Tensor | None = None  # [C] the last finished step
+
+    def _finish(self, k: int) -> torch.Tensor:
+        """The first ``k`` pending steps, averaged, masked-only steps filled."""
+        assert self._acc is not None and self._wsum is not None and self._raw is not None
+        wsum = self._wsum[:k]
+        rows = self._acc[:k] / wsum.clamp(min=1e-12)[:, None]
+        for i in torch.nonzero(wsum <= 0).flatten().tolist():
+            prev = rows[i - 1] if i > 0 else self._last
+            rows[i] = prev if prev is not None else self._raw[i] / self._count[i].clamp(min=1)
+        if k:
+            self._last = rows[-1]
+        return rows
 
     def add(self, start: int, values: torch.Tensor, weights: torch.Tensor) -> None:
         if start < self._base:
@@ -171,33 +190,47 @@ class OverlapAdd:
         n, c = values.shape
         if self._acc is None:
             self._acc = values.new_zeros(0, c)
+            self._raw = values.new_zeros(0, c)
             self._wsum = values.new_zeros(0)
+            self._count = values.new_zeros(0)
         if start > self._base:
             k = min(start - self._base, self._acc.shape[0])
             if k:
-                self._done.append(self._acc[:k] / self._wsum[:k, None])
+                self._done.append(self._finish(k))
             self._acc, self._wsum = self._acc[k:], self._wsum[k:]
+            self._raw, self._count = self._raw[k:], self._count[k:]
             if start - self._base > k:
                 raise ValueError(f"gap in the timeline before step {start}: windows must overlap or touch")
             self._base = start
         need = n - self._acc.shape[0]
         if need > 0:
             self._acc = torch.cat([self._acc, values.new_zeros(need, c)])
+            self._raw = torch.cat([self._raw, values.new_zeros(need, c)])
             self._wsum = torch.cat([self._wsum, values.new_zeros(need)])
+            self._count = torch.cat([self._count, values.new_zeros(need)])
         w = weights[:n].to(values.dtype)
         self._acc[:n] += values * w[:, None]
         self._wsum[:n] += w
+        self._raw[:n] += values
+        self._count[:n] += 1
 
     def result(self, length: int | None = None) -> torch.Tensor:
         """The averaged timeline ``[T, C]`` (cut to ``length`` steps if given)."""
         parts = list(self._done)
         if self._acc is not None and self._acc.shape[0]:
-            parts.append(self._acc / self._wsum[:, None])
+            last = self._last
+            parts.append(self._finish(self._acc.shape[0]))
+            self._last = last
         if not parts:
             raise ValueError("nothing was added to the timeline")
         out = torch.cat(parts)
         return out[:length] if length is not None else out
 
+
+def step_fractions(frames: int, step_frames: int, steps: int) -> torch.Tensor:
+    """Share of real (unpadded) frames in each of a window's first ``steps`` steps ``[steps]``."""
+    start = torch.arange(steps) * step_frames
+    return ((frames - start).clamp(0, step_frames) / step_frames).float()
 
 
 def aggregate_scores(scores: torch.Tensor, weights: torch.Tensor, how: str = "mean") -> torch.Tensor:

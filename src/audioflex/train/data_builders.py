@@ -19,6 +19,7 @@ from audioflex.audio.augment import SpecAugment
 from audioflex.audio.frontend.base import FrontendConfig
 from audioflex.data.datasets import SpectrogramDataset, StreamingBatches, TrainCollator, WaveformDataset
 from audioflex.data.durations import resolve_durations
+from audioflex.data.inspect import log_summary
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler
 from audioflex.data.targets import FrameTargetSpec
@@ -58,6 +59,7 @@ def _read(spec: DataSpec, cache: dict[tuple[Any, ...], ReadResult], where: str) 
     key = (str(Path(spec.path).resolve()), spec.kind, json.dumps(spec.options, sort_keys=True, default=str))
     if key not in cache:
         cache[key] = read_dataset(spec.path, kind=spec.kind, **spec.options)
+        log_summary(cache[key], where)
     return cache[key]
 
 
@@ -66,7 +68,8 @@ def _select(result: ReadResult, spec: DataSpec, where: str) -> list[ClipRecord]:
     if not recs:
         raise ValueError(
             f"{where}: no clips in {spec.path} for split={spec.split!r} folds={spec.folds} "
-            f"exclude_folds={spec.exclude_folds} ({len(result.records)} clips in total)"
+            f"exclude_folds={spec.exclude_folds} ({len(result.records)} clips in total; clips per split: "
+            f"{ {k or 'none': v for k, v in result.split_counts().items()} }); pick a split/folds that exist"
         )
     return recs
 

@@ -54,15 +54,17 @@ def list_files(directory: Path) -> set[str]:
 
 
 def report_missing(
-    result: ReadResult, missing: list[str], total: int, what: str, where: Path
+    result: ReadResult, missing: list[str], total: int, what: str, where: Path | str, *, hint: str = ""
 ) -> None:
-    """Add ``missing`` (of ``total`` ``what``) to ``result`` with one warning naming a few of them."""
+    """Add ``missing`` (of ``total`` ``what``) to ``result`` with one warning naming a few of them
+    (and ``hint``, what to do, when given)."""
     if not missing:
         return
     result.missing.extend(missing)
     shown = ", ".join(missing[:_MAX_LISTED]) + (", ..." if len(missing) > _MAX_LISTED else "")
     result.warn(
         f"{len(missing)} of {total} {what} have no audio file in {where} (left out): {shown}"
+        + (f"; {hint}" if hint else "")
     )
 
 
@@ -93,3 +95,75 @@ def open_text(path: Path) -> Any:
         raise DatasetError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DatasetError(f"{path}: is a directory, expected a metadata file") from None
+
+
+AUDIO_DIR_HINT = "if the audio is elsewhere, pass audio_dir=... (CLI: --audio-dir)"
+METADATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt")
+
+
+def header_of(path: Path) -> list[str]:
+    """The lower-cased, stripped column names of a CSV/TSV's first line (``[]`` if unreadable)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            first = fh.readline()
+    except OSError:
+        return []
+    sep = "\t" if path.suffix.lower() == ".tsv" or ("\t" in first and "," not in first) else ","
+    return [c.strip().strip('"').lower() for c in first.rstrip("\r\n").split(sep)]
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """Metadata-looking files (CSV/TSV/JSON(L)/TXT) directly in ``root``, ``root/meta`` and
+    ``root/metadata`` (recursively there), sorted; what a folder-per-class read would ignore."""
+    found: list[Path] = []
+    for where in (root, root / "meta", root / "metadata"):
+        if not where.is_dir():
+            continue
+        walk = where.rglob("*") if where != root else where.iterdir()
+        found.extend(p for p in walk if p.is_file() and p.suffix.lower() in METADATA_SUFFIXES
+                     and not p.name.startswith("."))
+    return sorted(set(found))
+
+
+class AudioLocator:
+    """Finds the audio file a metadata row names, trying several folders in order.
+
+    ``find(name)`` tries ``base / name`` for each base (listing each folder once), then, when
+    ``index`` is given, a recursive index of those folders by file name (for layouts whose audio
+    sits in sub-folders the metadata does not name).
+    """
+
+    def __init__(self, bases: Sequence[Path], *, index: bool = False) -> None:
+        self.bases = [Path(b) for b in dict.fromkeys(bases)]
+        self._listing: dict[Path, set[str]] = {}
+        self._index: dict[str, Path] | None = None
+        self._use_index = index
+
+    def _has(self, path: Path) -> bool:
+        parent = path.parent
+        if parent not in self._listing:
+            self._listing[parent] = list_files(parent)
+        return path.name in self._listing[parent]
+
+    def find(self, name: str) -> Path | None:
+        """The file ``name`` (relative, or absolute) resolves to, or None."""
+        rel = Path(os.path.expanduser(name.strip().replace("\\", "/")))
+        if rel.is_absolute():
+            return rel if self._has(rel) else None
+        for base in self.bases:
+            if self._has(base / rel):
+                return base / rel
+        if self._use_index:
+            if self._index is None:
+                self._index = {}
+                for base in self.bases:
+                    for dirpath, dirnames, filenames in os.walk(base):
+                        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                        for f in sorted(filenames):
+                            self._index.setdefault(f, Path(dirpath) / f)
+            return self._index.get(rel.name)
+        return None
+
+    def where(self) -> str:
+        """The folders searched, for messages."""
+        return " or ".join(str(b) for b in self.bases)

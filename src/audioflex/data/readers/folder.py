@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from audioflex.data.readers.common import AUDIO_EXTENSIONS, DatasetError, is_audio
+from audioflex.data.readers.common import AUDIO_EXTENSIONS, DatasetError, is_audio, metadata_files
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult, normalize_split
 
 
@@ -15,8 +15,8 @@ def read_folder(root: str | Path, *, extensions: Sequence[str] = AUDIO_EXTENSION
 
     If the top folders are all split names (``train``, ``valid``/``val``/``validation``,
     ``test``...), the layout ``root/<split>/<class>/...`` is read with splits. Folders starting
-    with ``_`` or ``.``
-    are ignored.
+    with ``_`` or ``.`` are ignored. A single class is an error (it is almost always an ``audio/``
+    folder whose labels are in a metadata file); the message names the metadata files found.
     """
     root = Path(root)
     if not root.is_dir():
@@ -49,4 +49,14 @@ def read_folder(root: str | Path, *, extensions: Sequence[str] = AUDIO_EXTENSION
                 records.append(ClipRecord(path=f, labels=(cls,), split=split, id=rel))
     if not records:
         raise DatasetError(f"{root}: no audio files ({', '.join(exts)}) in <class>/ sub-folders")
-    return ReadResult(records, LabelSet.from_records(records), kind="folder", source=root)
+    labels = LabelSet.from_records(records)
+    if len(labels) == 1:
+        meta = metadata_files(root)
+        shown = ", ".join(str(p.relative_to(root)) for p in meta[:6]) + (", ..." if len(meta) > 6 else "")
+        raise DatasetError(
+            f"{root}: read as a folder per class, it has one class ({labels[0]!r}, {len(records)} files); "
+            + (f"metadata here was not recognised: {shown}; pass that file instead (-d {meta[0]}) or "
+               "give kind=..." if meta else "a folder dataset needs one sub-folder per class, or give a "
+               "manifest (path,label) or a DESED TSV")
+        )
+    return ReadResult(records, labels, kind="folder", source=root)

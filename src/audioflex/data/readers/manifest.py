@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -10,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from audioflex.data.readers.common import (
+    AUDIO_DIR_HINT,
+    AudioLocator,
     DatasetError,
-    list_files,
     metadata_error,
     open_text,
     parse_float,
@@ -75,10 +77,10 @@ def _manifest_record(
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     kwargs: dict[str, Any] = {}
-    for key in ("duration", "start", "end"):
-        value = entry.get(key)
-        if value not in (None, ""):
-            kwargs[key] = parse_float(str(value), path_file, line, key)
+    for key, names in (("duration", ("duration", "duration_s")), ("start", ("start",)), ("end", ("end",))):
+        name = next((n for n in names if entry.get(n) not in (None, "")), None)
+        if name is not None:
+            kwargs[key] = parse_float(str(entry[name]), path_file, line, name)
     events = []
     for ev in entry.get("events") or ():
         if not isinstance(ev, dict) or not {"onset", "offset", "label"} <= ev.keys():
@@ -148,7 +150,11 @@ def _manifest_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 
 def read_manifest(
-    path: str | Path, *, labels: Sequence[str] | None = None, check_files: bool = True
+    path: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    check_files: bool = True,
+    audio_dir: str | Path | None = None,
 ) -> ReadResult:
     """A CSV/TSV manifest with a header, or a JSONL manifest (one JSON object per line).
 
@@ -156,11 +162,13 @@ def read_manifest(
     optional ``split`` (train/valid/test and aliases), ``fold``, ``id``, ``duration``, ``start``,
     ``end``; JSONL may also give ``events`` ``[{"onset", "offset", "label"}]``. Multi-labels: a
     list (JSONL) or one field separated by ``;`` or by ``,`` (quoted in CSV). Relative paths are
-    resolved against the manifest's folder. ``labels`` fixes the vocabulary and its order
-    (default: sorted labels found). ``check_files=False`` skips the existence check.
+    resolved against ``audio_dir`` when given, else the manifest's folder, then its ``audio/``
+    sub-folder (``duration_s`` is read as ``duration``). ``labels`` fixes the vocabulary and its
+    order (default: sorted labels found). ``check_files=False`` skips the existence check.
     """
     path = Path(path)
-    base = path.parent
+    base = Path(audio_dir) if audio_dir is not None else path.parent
+    locator = AudioLocator([base] if audio_dir is not None else [base, base / "audio"])
     records: list[ClipRecord] = []
     path_key = label_key = None
     for line, entry in _manifest_rows(path):
@@ -188,15 +196,17 @@ def read_manifest(
         label_set = LabelSet.from_records(records)
     result = ReadResult([], label_set, kind="manifest", source=path)
     missing = []
-    listing: dict[Path, set[str]] = {}
     for r in records:
         if check_files:
-            parent = r.path.parent
-            if parent not in listing:
-                listing[parent] = list_files(parent)
-            if r.path.name not in listing[parent]:
+            found = locator.find(str(r.path))
+            if found is None:
+                rel = r.path.relative_to(base) if r.path.is_relative_to(base) else None
+                found = locator.find(rel.as_posix()) if rel is not None else None
+            if found is None:
                 missing.append(str(r.path))
                 continue
+            if found != r.path:
+                r = dataclasses.replace(r, path=found)
         result.records.append(r)
-    report_missing(result, missing, len(records), f"entries of {path.name}", base)
+    report_missing(result, missing, len(records), f"entries of {path.name}", locator.where(), hint=AUDIO_DIR_HINT)
     return result

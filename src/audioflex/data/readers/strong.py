@@ -6,14 +6,38 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from audioflex.data.readers.common import list_files, metadata_error, open_text, parse_float, report_missing
+from audioflex.data.readers.common import (
+    AUDIO_DIR_HINT,
+    AudioLocator,
+    metadata_error,
+    open_text,
+    parse_float,
+    report_missing,
+)
 from audioflex.data.records import ClipRecord, Event, LabelSet, ReadResult, normalize_split
+
+
+def audio_dirs_for(tsv: Path) -> tuple[list[Path], bool]:
+    """Where a strong/weak TSV's files are by default -> (folders, search them recursively).
+
+    The TSV's folder and its ``audio/``; in the DESED release layout
+    (``metadata/<split>/<name>.tsv``) also ``audio/<split>/<name>/`` and ``audio/<split>/``
+    (searched recursively).
+    """
+    tsv = Path(tsv)
+    bases = [tsv.parent, tsv.parent / "audio"]
+    for up in tsv.parents:
+        if up.name == "metadata":
+            rel = tsv.relative_to(up).with_suffix("")
+            audio = up.parent / "audio"
+            return bases + [audio / rel, audio / rel.parent, audio / rel.parts[0]], True
+    return bases, False
 
 
 def read_strong_labels(
     tsv: str | Path,
     *,
-    audio_dir: str | Path | None = None,
+    audio_dir: str | Path | Sequence[str | Path] | None = None,
     split: str | None = None,
     labels: Sequence[str] | None = None,
 ) -> ReadResult:
@@ -22,11 +46,18 @@ def read_strong_labels(
     One row per event, grouped per file (first-appearance order). A row with empty onset/offset is
     a weak label (clip label, no event); a row with no label at all is a clip without events. The
     weak-label TSV ``filename<TAB>event_labels`` (comma-separated) is read too. The header line is
-    optional. ``audio_dir`` defaults to the TSV's folder; ``labels`` fixes the vocabulary order
-    (default: sorted labels found).
+    optional. ``audio_dir`` (one folder or several, tried in order) defaults to
+    :func:`audio_dirs_for` (the TSV's folder, its ``audio/``, and in the DESED release layout the
+    matching ``audio/<split>/`` folder); ``labels`` fixes the vocabulary order (default: sorted
+    labels found).
     """
     tsv = Path(tsv)
-    base = Path(audio_dir) if audio_dir is not None else tsv.parent
+    if audio_dir is None:
+        bases, recursive = audio_dirs_for(tsv)
+    else:
+        bases = [Path(audio_dir)] if isinstance(audio_dir, (str, Path)) else [Path(a) for a in audio_dir]
+        recursive = False
+    locator = AudioLocator(bases, index=recursive)
     split = normalize_split(split, where="read_strong_labels(split=...)")
     clips: dict[str, tuple[list[str], list[Event]]] = {}
     with open_text(tsv) as fh:
@@ -90,11 +121,10 @@ def read_strong_labels(
     else:
         label_set = LabelSet(sorted({n for names, _ in clips.values() for n in names}))
     result = ReadResult([], label_set, kind="strong", source=tsv)
-    present = list_files(base)
     missing = []
     for filename, (names, events) in clips.items():
-        path = base / filename
-        if filename not in present and not path.is_file():
+        path = locator.find(filename)
+        if path is None:
             missing.append(filename)
             continue
         result.records.append(
@@ -106,5 +136,5 @@ def read_strong_labels(
                 id=Path(filename).stem,
             )
         )
-    report_missing(result, missing, len(clips), f"files of {tsv.name}", base)
+    report_missing(result, missing, len(clips), f"files of {tsv.name}", locator.where(), hint=AUDIO_DIR_HINT)
     return result

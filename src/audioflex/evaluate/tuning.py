@@ -1,0 +1,147 @@
+"""Event post-processing tuned on a validation split: threshold, median filter, minimum duration.
+
+:func:`tune_postprocessing` tries every combination of a threshold grid, median-filter lengths
+and minimum durations on validation frame probabilities and keeps, per class (or one setting for
+all classes), the one with the best event-based F1 (collar matching as ``sed_eval``: onset within
+``t_collar``, offset within ``max(t_collar, percentage_of_length * reference length)``, or the
+onset only). The chosen values are then applied to the test split by the caller
+(:func:`~audioflex.evaluate.events.frames_to_events`).
+
+Matching here is a maximum bipartite matching per file and class (what ``sed_eval``'s optimal
+matching counts), in plain Python: tuning runs thousands of settings, too many for ``sed_eval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audioflex.data.records import Event
+from audioflex.evaluate.events import frames_to_events
+
+__all__ = ["DEFAULT_THRESHOLDS", "FrameSet", "collar_counts", "tune_postprocessing"]
+
+DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.96, 0.05))
+DEFAULT_MEDIAN_STEPS = (1, 3, 5, 7)  # median filter lengths in timeline steps (1 = none)
+DEFAULT_MIN_STEPS = (0, 2, 3, 5)  # minimum event durations in timeline steps
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """One file's frame probabilities for tuning: ``probs [T, C]``, seconds per step, duration."""
+
+    probs: np.ndarray
+    hop_s: float
+    duration_s: float
+
+
+def _matches(ref: list[tuple[float, float]], est: list[tuple[float, float]], t_collar: float,
+             pol: float, onset_only: bool) -> int:
+    """Size of a maximum matching between reference and estimated events of one class."""
+    if not ref or not est:
+        return 0
+    adj = []
+    for r_on, r_off in ref:
+        off_collar = max(t_collar, pol * (r_off - r_on))
+        adj.append([j for j, (e_on, e_off) in enumerate(est) if abs(e_on - r_on) <= t_collar
+                    and (onset_only or abs(e_off - r_off) <= off_collar)])
+    owner: dict[int, int] = {}
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for j in adj[i]:
+            if j in seen:
+                continue
+            seen.add(j)
+            if j not in owner or augment(owner[j], seen):
+                owner[j] = i
+                return True
+        return False
+
+    return sum(augment(i, set()) for i in range(len(ref)))
+
+
+def collar_counts(
+    reference: Mapping[str, Sequence[Event]], estimated: Mapping[str, Sequence[Event]], label: str, *,
+    t_collar: float = 0.2, percentage_of_length: float = 0.2, onset_only: bool = False,
+) -> tuple[int, int, int]:
+    """(matched, reference, estimated) event counts of one class over all files."""
+    tp = n_ref = n_est = 0
+    for key in set(reference) | set(estimated):
+        ref = [(e.onset, e.offset) for e in reference.get(key, ()) if e.label == label]
+        est = [(e.onset, e.offset) for e in estimated.get(key, ()) if e.label == label]
+        n_ref += len(ref)
+        n_est += len(est)
+        tp += _matches(ref, est, t_collar, percentage_of_length, onset_only)
+    return tp, n_ref, n_est
+
+
+def _f1(tp: int, n_ref: int, n_est: int) -> float:
+    return 2.0 * tp / (n_ref + n_est) if n_ref + n_est else 0.0
+
+
+def tune_postprocessing(
+    frames: Mapping[str, FrameSet],
+    reference: Mapping[str, Sequence[Event]],
+    labels: Sequence[str],
+    *,
+    per_class: bool = True,
+    onset_only: bool = False,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    median_steps: Sequence[int] = DEFAULT_MEDIAN_STEPS,
+    min_steps: Sequence[int] = DEFAULT_MIN_STEPS,
+    t_collar: float = 0.2,
+    percentage_of_length: float = 0.2,
+) -> dict[str, Any]:
+    """The post-processing with the best validation event F1.
+
+    Args:
+        frames: validation ``{file: FrameSet}``; ``reference``: ``{file: [Event]}``.
+        labels: the classes (columns of ``probs``).
+        per_class: tune each class on its own (else one setting maximising the macro F1).
+        onset_only: score onsets only (else onset and offset).
+        thresholds, median_steps, min_steps: the grid (median and minimum duration in steps of
+            each file's ``hop_s``).
+
+    Returns:
+        ``thresholds``, ``median_filter_s``, ``min_duration_s`` (``{label: value}``, ready for
+        ``frames_to_events``), ``validation_f1`` (``{label: F1}``), ``validation_f1_macro``,
+        ``criterion`` and ``per_class``.
+    """
+    if not frames:
+        raise ValueError("tune_postprocessing: no validation files")
+    hops = {round(f.hop_s, 9) for f in frames.values()}
+    if len(hops) != 1:
+        raise ValueError(f"tune_postprocessing: files have different frame hops {sorted(hops)}")
+    hop = hops.pop()
+    combos = [(m, d) for m in median_steps for d in min_steps]
+    # table[c][(m, d, t)] = (tp, n_ref, n_est)
+    table: list[dict[tuple[int, int, float], tuple[int, int, int]]] = [{} for _ in labels]
+    for c, label in enumerate(labels):
+        ref = {k: [e for e in reference.get(k, ()) if e.label == label] for k in frames}
+        for m, d in combos:
+            for t in thresholds:
+                est = {k: frames_to_events(f.probs[:, [c]], f.hop_s, [label], thresholds=float(t),
+                                           median_filter_s=m * hop if m > 1 else 0.0,
+                                           min_duration_s=d * hop, duration_s=f.duration_s)
+                       for k, f in frames.items()}
+                table[c][(m, d, t)] = collar_counts(ref, est, label, t_collar=t_collar,
+                                                    percentage_of_length=percentage_of_length, onset_only=onset_only)
+    keys = list(table[0]) if labels else []
+    if per_class:
+        best = [max(keys, key=lambda k, c=c: (_f1(*table[c][k]), -abs(k[2] - 0.5))) for c in range(len(labels))]
+    else:
+        one = max(keys, key=lambda k: (np.mean([_f1(*table[c][k]) for c in range(len(labels))]), -abs(k[2] - 0.5)))
+        best = [one] * len(labels)
+    f1 = {lab: _f1(*table[c][best[c]]) for c, lab in enumerate(labels)}
+    return {
+        "thresholds": {lab: float(best[c][2]) for c, lab in enumerate(labels)},
+        "median_filter_s": {lab: round(best[c][0] * hop, 6) if best[c][0] > 1 else 0.0 for c, lab in enumerate(labels)},
+        "min_duration_s": {lab: round(best[c][1] * hop, 6) for c, lab in enumerate(labels)},
+        "validation_f1": f1,
+        "validation_f1_macro": float(np.mean(list(f1.values()))) if f1 else float("nan"),
+        "criterion": ("onset" if onset_only else "onset+offset") + f" event F1, collar {t_collar:g} s",
+        "per_class": per_class,
+    }
