@@ -42,6 +42,29 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)), groups, n)
 
 
+def init_xavier_weights(module: nn.Module) -> None:
+    """Transformer initialisation for training from scratch (``model.apply(init_xavier_weights)``):
+    Xavier-uniform Linear weights with zero biases (the original ViT's and MAE's choice), unit/zero
+    LayerNorms. Unlike a fixed std of 0.02 - which is Xavier's scale only at width ~768 - it keeps
+    activations and gradients at unit scale for the narrow models that are trained on a CPU."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def small_init_(linear: nn.Linear, std: float = 0.02) -> None:
+    """A classifier's initialisation: small truncated-normal weights (logits near 0, loss near
+    ln C) and zero bias. Not exactly zero: a zero head passes no gradient to the backbone at first
+    and measurably slowed learning from scratch."""
+    nn.init.trunc_normal_(linear.weight, std=std)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
 def init_vit_weights(module: nn.Module) -> None:
     """ViT initialisation (``model.apply(init_vit_weights)``): truncated-normal Linear weights
     (std 0.02) with zero biases, unit/zero LayerNorms."""

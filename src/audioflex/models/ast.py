@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audioflex.layers.attention import SeqInfo
-from audioflex.layers.block import Block, init_vit_weights
+from audioflex.layers.block import Block, init_xavier_weights, small_init_
 from audioflex.layers.mlp import drop_path_rates
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
 from audioflex.models.contract import ModelContract, check_frames, check_pool
@@ -101,7 +101,8 @@ class AST(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_norm = nn.LayerNorm(embed_dim, eps=head_norm_eps)
         self.head = nn.Linear(embed_dim, num_classes)
-        self.apply(init_vit_weights)
+        self.apply(init_xavier_weights)
+        small_init_(self.head)
         for p in (self.cls_token, self.dist_token, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
 
@@ -238,7 +239,12 @@ class ElasticAST(nn.Module):
         if self.has_frame_head:
             self.frame_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
             self.frame_fc = nn.Linear(embed_dim, num_classes)
-        self.apply(init_vit_weights)
+        self.apply(init_xavier_weights)
+        if self.pool is not None:
+            self.pool.reset_parameters()
+        small_init_(self.head)
+        if self.has_frame_head:
+            small_init_(self.frame_fc)
         nn.init.trunc_normal_(self.pos_embed_freq, std=0.02)
         nn.init.trunc_normal_(self.pos_embed_time, std=0.02)
 

@@ -33,6 +33,13 @@ class AttentionPool(nn.Module):
 
     ``forward(x [N_total, D], info, num_clips) -> [num_clips, D]``. ``attn_scale`` defaults to
     ``1/sqrt(Dh)``; the official ElasticAST used 1.0 (compat option).
+
+    Initialisation (:meth:`reset_parameters`): the query and all biases start at zero, so the head
+    starts as exact mean pooling of ``proj(v)`` and learns where to attend from there; ``q``, ``kv``
+    and ``proj`` are Xavier-uniform, so the pooled clip-specific signal keeps the tokens' scale. (A
+    std-0.02 query and projections made the pooled signal ~20x smaller than the tokens: the learned
+    biases overtook it within a few Adam steps, every clip pooled to nearly the same vector and the
+    backbone's gradients vanished - the model sat at loss ln C.)
     """
 
     def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_scale: float | None = None) -> None:
@@ -44,7 +51,15 @@ class AttentionPool(nn.Module):
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        nn.init.normal_(self.query, std=0.02)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Zero query and biases (mean pooling at the start), Xavier-uniform projections."""
+        nn.init.zeros_(self.query)
+        for lin in (self.q, self.kv, self.proj):
+            nn.init.xavier_uniform_(lin.weight)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor, info: SeqInfo, num_clips: int) -> torch.Tensor:
         n, d = x.shape
