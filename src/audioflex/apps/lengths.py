@@ -1,9 +1,11 @@
 """Evaluation of checkpoints at several input lengths and frame shifts (the ElasticAST experiment).
 
-For every (length, frame shift) pair each test clip is cropped (from its start) or zero-padded to
-the length, the front end is rebuilt at the frame shift, and the clip is scored the way the model
-is used in practice: packed models take the clip whole at its length; fixed-window models crop/pad
-to their input window (AST practice) or slide windows over longer inputs. Metrics per pair go to a
+For every (length, frame shift) pair each test clip longer than the length is cropped (from its
+start), the front end is rebuilt at the frame shift, and the clip is scored the way the model is
+used in practice. A clip shorter than the length is zero-padded to it for fixed-window models (they
+see padding in training too: AST practice) but kept at its native length for packed models, which
+never see padding. Packed models take the clip whole at its length; fixed-window models crop/pad
+to their input window or slide windows over longer inputs. Metrics per pair go to a
 :class:`~audioflex.evaluate.lengths.LengthReport` (table, JSON and PNG plot:
 :mod:`audioflex.evaluate.lengths`).
 """
@@ -91,7 +93,7 @@ def evaluate_lengths(
         )
         for length in lengths_s:
             n = None if length is None else round(length * sr)
-            fitted = [fit_length(w, n) for w in waves]
+            fitted = [fit_length(w, n, pad=not pipe.is_packed) for w in waves]
             scores = _score(pipe, fitted)
             if progress is not None:
                 progress(len(fitted))

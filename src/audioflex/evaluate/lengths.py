@@ -44,12 +44,16 @@ class LengthReport:
         }
 
 
-def fit_length(wave: torch.Tensor, samples: int | None) -> torch.Tensor:
-    """Crop ``[T]`` from its start, or zero-pad its end, to ``samples`` (None: unchanged)."""
+def fit_length(wave: torch.Tensor, samples: int | None, *, pad: bool = True) -> torch.Tensor:
+    """Crop ``[T]`` from its start to ``samples`` (None: unchanged); a shorter clip is zero-padded
+    to it if ``pad``, else kept at its native length (how a packed model is evaluated: padding a
+    0.5 s clip with 9.5 s of silence it never saw measures the padding, not the model)."""
     if samples is None:
         return wave
     if wave.numel() >= samples:
         return wave[:samples]
+    if not pad:
+        return wave
     return torch.nn.functional.pad(wave, (0, samples - wave.numel()))
 
 
