@@ -3,46 +3,21 @@
 Where things are: ``records`` (ClipRecord, LabelSet, ReadResult), ``readers/`` (one module per
 layout), ``durations`` (from file headers), ``targets`` (strong labels -> frame targets),
 ``samplers``, ``shards``, and ``datasets/`` (training datasets, collator, batches, streaming).
+Everything :mod:`audioflex.data.readers` exports (its ``__all__``) is exported here too.
 """
 
+from audioflex.data import readers as _readers
 from audioflex.data.durations import with_durations
-from audioflex.data.readers import (
-    AUDIO_EXTENSIONS,
-    DatasetError,
-    detect_kind,
-    read_audioset,
-    read_dataset,
-    read_esc50,
-    read_folder,
-    read_manifest,
-    read_speech_commands,
-    read_strong_labels,
-)
-from audioflex.data.records import (
-    SPLITS,
-    ClipRecord,
-    Event,
-    LabelSet,
-    ReadResult,
-    normalize_split,
-)
+from audioflex.data.readers import *  # noqa: F403  (re-exports readers.__all__)
+from audioflex.data.records import SPLITS, ClipRecord, Event, LabelSet, ReadResult, normalize_split
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
+    *_readers.__all__,
     "SPLITS",
     "ClipRecord",
-    "DatasetError",
     "Event",
     "LabelSet",
     "ReadResult",
-    "detect_kind",
     "normalize_split",
-    "read_audioset",
-    "read_dataset",
-    "read_esc50",
-    "read_folder",
-    "read_manifest",
-    "read_speech_commands",
-    "read_strong_labels",
     "with_durations",
 ]

@@ -18,52 +18,28 @@ import torch
 from torch import nn
 
 from audioflex.layers.attention import SeqInfo
-from audioflex.layers.block import Block, init_xavier_weights, small_init_
-from audioflex.layers.mlp import drop_path_rates
+from audioflex.layers.block import init_xavier_weights, small_init_
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
-from audioflex.models.contract import ModelContract, check_frames, check_pool
+from audioflex.models.contract import ModelContract, check_pool
 from audioflex.models.heads import AttentionPool, segment_mean
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import register_model
+from audioflex.models.vit import PrefixTokenGridModel, vit_blocks
 from audioflex.packing import PackedBatch
 
 
-def _blocks(
-    depth: int,
-    dim: int,
-    heads: int,
-    mlp_ratio: float,
-    qkv_bias: bool,
-    drop_path: float,
-    norm_eps: float,
-    attn_scale: float | None,
-    backend: str,
-) -> nn.ModuleList:
-    rates = drop_path_rates(drop_path, depth)
-    return nn.ModuleList(
-        Block(
-            dim,
-            heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop_path=r,
-            norm_eps=norm_eps,
-            attn_scale=attn_scale,
-            backend=backend,
-        )
-        for r in rates
-    )
-
-
-class AST(nn.Module):
+class AST(PrefixTokenGridModel):
     """Audio Spectrogram Transformer on a fixed grid.
 
     ``forward(spec [B, F, T], frames [B] | None = None, return_layers=()) -> AudioOutput``. The
     configured ``(num_mel_bins, max_length)`` defines the position grid; other input sizes
     resample it bilinearly (the classic AST practice is to crop/pad to ``max_length``, which the
     front end and the pipeline do). ``frames`` (valid frames per row) are accepted for the common
-    grid-model signature and ignored: AST reads the padded grid, as the reference does.
+    grid-model signature and ignored: AST reads the padded grid, as the reference does
+    (``forward`` and ``pool_hidden``: :class:`~audioflex.models.vit.PrefixTokenGridModel`).
     """
+
+    num_tokens = 2  # CLS + distillation
 
     def __init__(
         self,
@@ -97,7 +73,10 @@ class AST(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.grid[0] * self.grid[1], embed_dim))
-        self.blocks = _blocks(depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path, norm_eps, None, backend)
+        self.blocks = vit_blocks(
+            depth, embed_dim, num_heads, drop_path=drop_path, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+            norm_eps=norm_eps, backend=backend
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_norm = nn.LayerNorm(embed_dim, eps=head_norm_eps)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -140,23 +119,6 @@ class AST(nn.Module):
         [B, D]`` = the mean of the CLS and distillation tokens)."""
         emb = (features[:, 0] + features[:, 1]) / 2
         return AudioOutput(clip_logits=self.head(self.head_norm(emb)), embedding=emb)
-
-    def forward(
-        self, spec: torch.Tensor, frames: torch.Tensor | None = None, return_layers: Sequence[int] = ()
-    ) -> AudioOutput:
-        """``spec [B, F, T]`` normalised fbank (``frames [B]``: ignored, see the class docstring)
-        -> ``AudioOutput`` with ``hidden_states`` ``[B, 2 + F'T', D]`` of the requested blocks."""
-        check_frames(frames, spec.shape[0], spec.device)
-        feats, hidden = self.forward_features(spec, return_layers)
-        return dataclasses.replace(self.forward_head(feats), hidden_states=hidden)
-
-    def pool_hidden(
-        self, hidden: torch.Tensor, batch: PackedBatch | None = None, *, pool: str = "tokens"
-    ) -> torch.Tensor:
-        """A block output ``[B, 2 + N, D]`` -> ``[B, D]``: the mean of the patch tokens
-        (``pool="tokens"``) or of the CLS and distillation tokens (``"cls"``)."""
-        check_pool(pool)
-        return hidden[:, :2].mean(1) if pool == "cls" else hidden[:, 2:].mean(1)
 
     @property
     def contract(self) -> ModelContract:
@@ -226,8 +188,9 @@ class ElasticAST(nn.Module):
         self.patch_embed = nn.Linear(patch_size * patch_size, embed_dim)
         self.pos_embed_freq = nn.Parameter(torch.zeros(-(-num_mel_bins // patch_size), embed_dim))
         self.pos_embed_time = nn.Parameter(torch.zeros(max_time_patches, embed_dim))
-        self.blocks = _blocks(
-            depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path, norm_eps, attn_scale, backend
+        self.blocks = vit_blocks(
+            depth, embed_dim, num_heads, drop_path=drop_path, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+            norm_eps=norm_eps, attn_scale=attn_scale, backend=backend
         )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.pool = (

@@ -23,23 +23,18 @@ load with ``head_dist.*`` dropped (``checkpoints.convert.passt``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from audioflex.audio.frontend.passt import PasstMelConfig
-from audioflex.layers.block import Block, init_vit_weights
-from audioflex.layers.mlp import drop_path_rates
+from audioflex.layers.block import init_vit_weights
 from audioflex.layers.pos_embed import resample_1d
-from audioflex.models.contract import ModelContract, check_frames, check_pool
+from audioflex.models.contract import ModelContract
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import register_model
-
-if TYPE_CHECKING:
-    from audioflex.packing import PackedBatch
+from audioflex.models.vit import PrefixTokenGridModel, vit_blocks
 
 
 class PatchEmbed(nn.Module):
@@ -53,7 +48,7 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
-class PaSST(nn.Module):
+class PaSST(PrefixTokenGridModel):
     """Patchout faSt Spectrogram Transformer.
 
     ``forward(spec [B, F, T], frames [B] | None = None, return_layers=()) -> AudioOutput`` with
@@ -61,7 +56,8 @@ class PaSST(nn.Module):
     tokens (CLS alone when not ``distilled``) and ``hidden_states``: outputs ``[B, n_tok + N, D]``
     (before the final norm; ``n_tok`` = 2 when distilled, else 1) of the requested blocks, in the
     order asked for. ``frames`` (valid frames per row) are accepted for the common grid-model
-    signature and ignored: PaSST reads the padded grid, as the reference does.
+    signature and ignored: PaSST reads the padded grid, as the reference does (``forward`` and
+    ``pool_hidden``: :class:`~audioflex.models.vit.PrefixTokenGridModel`).
     """
 
     def __init__(
@@ -110,11 +106,9 @@ class PaSST(nn.Module):
         self.new_pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim))
         self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, self.freq_patches, 1))
         self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, max_time_patches))
-        rates = drop_path_rates(drop_path, depth)
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r,
-                  norm_eps=norm_eps, backend=backend)
-            for r in rates
+        self.blocks = vit_blocks(
+            depth, embed_dim, num_heads, drop_path=drop_path, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+            norm_eps=norm_eps, backend=backend
         )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head = nn.Sequential(
@@ -231,24 +225,6 @@ class PaSST(nn.Module):
         """Normed tokens ``[B, N, D]`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``)."""
         emb = (features[:, 0] + features[:, 1]) / 2 if self.distilled else features[:, 0]
         return AudioOutput(clip_logits=self.head(emb), embedding=emb)
-
-    def forward(
-        self, spec: torch.Tensor, frames: torch.Tensor | None = None, return_layers: Sequence[int] = ()
-    ) -> AudioOutput:
-        """``spec [B, F, T]`` PaSST log-mel (``frames [B]``: ignored, see the class docstring) ->
-        ``AudioOutput`` (logits, embedding, hidden states)."""
-        check_frames(frames, spec.shape[0], spec.device)
-        feats, hidden = self.forward_features(spec, return_layers)
-        return dataclasses.replace(self.forward_head(feats), hidden_states=hidden)
-
-    def pool_hidden(
-        self, hidden: torch.Tensor, batch: PackedBatch | None = None, *, pool: str = "tokens"
-    ) -> torch.Tensor:
-        """A block output ``[B, n_tok + N, D]`` -> ``[B, D]``: the mean of the patch tokens
-        (``pool="tokens"``) or of the CLS/distillation tokens (``"cls"``)."""
-        check_pool(pool)
-        k = self.num_tokens
-        return hidden[:, :k].mean(1) if pool == "cls" else hidden[:, k:].mean(1)
 
 
 def build_passt(**kwargs: object) -> PaSST:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -207,12 +207,7 @@ class KaldiFbank(Frontend):
             ``frames [B]`` (int64), the frames computed from real samples (at most ``T'``).
         """
         c = self.config
-        if wave.dim() == 1:
-            wave = wave.unsqueeze(0)
-        lengths, lens = self.check_batch(wave, lengths)
-        dtype = torch.float64 if wave.dtype == torch.float64 else torch.float32
-        with torch.autocast(device_type=wave.device.type, enabled=False):
-            spec = self._fbank(wave.to(dtype), lens)
+        spec, lengths = self._run(self._fbank, wave, lengths)
         frames = self._frame_counts(lengths)
         num = spec.shape[-1]
         valid = torch.arange(num, device=spec.device) < frames.unsqueeze(1)  # [B, T']
@@ -238,13 +233,27 @@ class KaldiFbank(Frontend):
             ``power [B, n_fft // 2 + 1, T']`` (frames of the padded batch, also past a clip's end)
             and ``frames [B]`` (int64), the frames computed from real samples.
         """
+        power, lengths = self._run(self._power, wave, lengths)
+        return power.transpose(1, 2), self._frame_counts(lengths)
+
+    def _run(
+        self,
+        compute: Callable[[torch.Tensor, list[int]], torch.Tensor],
+        wave: torch.Tensor,
+        lengths: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checked batch through ``compute`` (``_fbank`` or ``_power``), autocast off.
+
+        ``wave [B, T]`` (or ``[T]``) is computed in float64 when it is float64, else float32;
+        returns ``compute``'s output and the checked ``lengths [B]``.
+        """
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         lengths, lens = self.check_batch(wave, lengths)
         dtype = torch.float64 if wave.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            power = self._power(wave.to(dtype), lens)
-        return power.transpose(1, 2), self._frame_counts(lengths)
+            out = compute(wave.to(dtype), lens)
+        return out, lengths
 
     def _fbank(self, wave: torch.Tensor, lens: list[int]) -> torch.Tensor:
         """Raw log fbank ``[B, F, T']`` for all frames of the padded batch."""
