@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from audioflex.models.outputs import AudioOutput
 
@@ -121,6 +122,15 @@ class StepFeatureModel(Protocol):
     def forward_steps(
         self, spec: torch.Tensor, frames: torch.Tensor | None = None, return_layers: Sequence[int] = ()
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]: ...
+
+
+@runtime_checkable
+class PackedGraphModel(Protocol):
+    """Packed models with a tensor-only inference form (ElasticAST): ``packed_graph()`` returns a
+    module ``(patches [N, P], coords [N, 2], segment_ids [N], grid_sizes [B, 2]) -> (clip_logits
+    [B, C], embedding [B, D][, frame_logits [B, T'_max, C]])`` (see :mod:`audioflex.models.packed_graph`)."""
+
+    def packed_graph(self) -> nn.Module: ...
 
 
 def check_pool(pool: str) -> None:
