@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Speed/memory benchmarks (JSON to stdout or --out).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+export_app = typer.Typer(help="Export models for other runtimes (ONNX).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 out = Console()
 err = Console(stderr=True)
@@ -82,6 +84,21 @@ def main_callback(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+
+
+_RUNTIME_HELP = "torch, or onnx (ONNX Runtime on the CPU; a checkpoint directory is exported on the fly)."
+_INT8_HELP = "int8 quantization with ONNX Runtime (implies --runtime onnx): dynamic, or static with --calibrate."
+_CALIBRATE_HELP = "Audio file(s) to calibrate static int8 activation ranges on (repeat the option)."
+
+
+def _runtime(runtime: str, int8: bool, calibrate: list[Path]) -> dict[str, Any]:
+    """Keyword arguments of ``Pipeline.from_checkpoint`` for ``--runtime/--int8/--calibrate``."""
+    if calibrate and not int8:
+        raise ValueError("--calibrate sets static int8 ranges: use it with --int8")
+    if int8:
+        runtime = "onnx"
+    return {"runtime": runtime, "int8": ("static" if calibrate else "dynamic") if int8 else None,
+            "calibration": list(calibrate) or None}
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -175,6 +192,9 @@ def tag(
     ),
     aggregate: str = typer.Option("mean", help="Combine windows of long files: mean or max."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    runtime: str = typer.Option("torch", help=_RUNTIME_HELP),
+    int8: bool = typer.Option(False, "--int8", help=_INT8_HELP),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=_CALIBRATE_HELP),
 ) -> None:
     """Tag audio files with a checkpoint's labels (bad files are reported, the others tagged; exit 1
     if any failed)."""
@@ -184,7 +204,10 @@ def tag(
         raise ValueError(f"--top-k must be at least 1 (labels per file), got {top_k}")
     if frame_shift_ms is not None:
         _check_shift_option(checkpoint, frame_shift_ms)
-    pipe = Pipeline.from_checkpoint(checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate)
+    pipe = Pipeline.from_checkpoint(
+        checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate,
+        **_runtime(runtime, int8, calibrate),
+    )
     results = {}
     errors: dict[str, str] = {}
     for f in files:
@@ -367,13 +390,22 @@ def embed(
     option: list[str] = typer.Option([], "--option", help=_EMBED_OPTIONS_HELP),
     device: str = typer.Option("cpu"),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    runtime: str = typer.Option("torch", help=_RUNTIME_HELP),
+    int8: bool = typer.Option(False, "--int8", help=_INT8_HELP),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=_CALIBRATE_HELP),
 ) -> None:
     """Embeddings of audio files on disk; resumable (files already done are skipped). Bad inputs are
     reported one line each after the good ones are embedded (exit 1)."""
     from audioflex.apps.embed import embed_files
+    from audioflex.inference.pipeline import Pipeline
 
+    options = _parse_options(option)
+    rt = _runtime(runtime, int8, calibrate)
+    model = None
+    if rt["runtime"] == "onnx" or checkpoint.suffix.lower() == ".onnx":
+        model = Pipeline.from_checkpoint(checkpoint, device=device, **rt).embedding_model(**options)
     report = embed_files(
-        inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, **_parse_options(option)
+        inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, model=model, **options
     )
     info = report.to_dict()
     failed = info["failed"]
@@ -478,11 +510,17 @@ def detect(
     merge_gap_ms: float = typer.Option(0.0, help="Merge events separated by less than this (ms)."),
     hop: float = typer.Option(0.5, help="Window hop as a fraction of the window (fixed-window models)."),
     device: str = typer.Option("cpu"),
+    runtime: str = typer.Option("torch", help=_RUNTIME_HELP),
+    int8: bool = typer.Option(False, "--int8", help=_INT8_HELP),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=_CALIBRATE_HELP),
 ) -> None:
     """Sound event detection on files of any length: events with onsets and offsets."""
     import tempfile
 
     from audioflex.apps.detect import detect_files
+    from audioflex.inference.pipeline import Pipeline
+
+    pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=8, **_runtime(runtime, int8, calibrate))
 
     target = out_path
     tmp = None
@@ -492,7 +530,7 @@ def detect(
     try:
         report = detect_files(
             files,
-            checkpoint,
+            pipe,
             out=target,
             fmt=fmt,
             plot_dir=plot,
@@ -515,6 +553,30 @@ def detect(
     _print_file_errors(report.errors)
     if report.errors:
         raise typer.Exit(1)
+
+
+@export_app.command("onnx")
+@friendly
+def export_onnx_cmd(
+    checkpoint: Path = typer.Argument(..., help="audioflex checkpoint directory."),
+    out_file: Path = typer.Argument(..., help="Output .onnx file (labels, front end and contract in its metadata)."),
+    int8: bool = typer.Option(False, "--int8", help="Write the int8 graph (dynamic; static with --calibrate)."),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=_CALIBRATE_HELP),
+    opset: int = typer.Option(17, help="ONNX opset (>= 17)."),
+) -> None:
+    """Export a checkpoint's model to ONNX (the front end stays in torch, outside the graph); the
+    graph is checked against torch (<= 1e-4) before it is written."""
+    import tempfile
+
+    from audioflex.export.loader import write_onnx
+
+    if opset < 17:
+        raise ValueError(f"--opset must be at least 17, got {opset}")
+    rt = _runtime("onnx", int8, calibrate)
+    with tempfile.TemporaryDirectory(prefix="audioflex-export-") as tmp:
+        path = write_onnx(checkpoint, out_file, int8=rt["int8"], calibration=rt["calibration"], opset=opset,
+                          workdir=Path(tmp))
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', int8 ' + rt['int8'] if int8 else ''})")
 
 
 @bench_app.command("htsat")
