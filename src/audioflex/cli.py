@@ -632,6 +632,28 @@ def bench_ast_vs_hf(
     _emit(run(batch=batch, steps=steps, size=size), out_path)
 
 
+@bench_app.command("onnx")
+@friendly
+def bench_onnx_cmd(
+    what: str = typer.Argument("ast", help="ast (torch vs transformers SDPA vs ORT fp32 vs ORT int8) or detect."),
+    batch: int = typer.Option(2, help="ast: clips per batch."),
+    steps: int = typer.Option(2, help="ast: timed batches per runtime."),
+    size: str = typer.Option("base", help="ast: tiny, small or base."),
+    seconds: float = typer.Option(600.0, help="detect: length of the generated file."),
+    model: str = typer.Option("htsat_tiny", help="detect: model."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """Runtimes side by side (JSON): inference speed and output differences."""
+    from audioflex.bench_onnx import bench_ast_runtimes, bench_detect_runtimes
+
+    if what == "ast":
+        _emit(bench_ast_runtimes(batch=batch, steps=steps, size=size), out_path)
+    elif what == "detect":
+        _emit(bench_detect_runtimes(seconds=seconds, model=model), out_path)
+    else:
+        raise ValueError(f"bench onnx: WHAT must be ast or detect, got {what!r}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
