@@ -12,16 +12,14 @@ The JSON records the machine (CPU capability, threads) and the onnxruntime versi
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from audioflex.bench import _time, machine
+from audioflex.bench import _time, hf_ast_twin, machine
 
 
 def _ort_models(model: torch.nn.Module, tmp: Path, int8: bool = True) -> dict[str, torch.nn.Module]:
@@ -45,30 +43,15 @@ def _machine() -> dict[str, Any]:
 
 def bench_ast_runtimes(batch: int = 2, steps: int = 2, size: str = "base", seed: int = 0) -> dict[str, Any]:
     """``ast_<size>`` in audioflex torch, transformers SDPA, ORT fp32 and ORT int8 (same weights)."""
-    try:
-        from transformers import ASTConfig, ASTForAudioClassification
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError(
-            "bench onnx needs `transformers` (pip install 'audioflex[parity]'; without torchvision)"
-        ) from e
-    from audioflex.checkpoints.convert.ast import ast_to_hf_state_dict
-    from audioflex.models.registry import create_model
-
-    torch.manual_seed(seed)
-    ours = create_model(f"ast_{size}", norm_eps=1e-12, head_norm_eps=1e-12).eval()
-    d, depth, heads = ours.head.in_features, len(ours.blocks), ours.blocks[0].attn.num_heads
-    cfg = ASTConfig(hidden_size=d, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=4 * d,
-                    num_labels=527, max_length=1024, num_mel_bins=128)
     x = torch.randn(batch, 128, 1024)
     res: dict[str, Any] = {"benchmark": "onnx-ast", "model": f"ast_{size}", "batch": batch, "frames": 1024,
                            "steps": steps, "weights": "random (logit differences are numerical checks only)"}
     runs: dict[str, dict[str, float]] = {}
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+        ours, load_hf = hf_ast_twin(size, seed, tmp)
         ref = ours(x).clip_logits
         runs["torch"] = {"seconds_per_batch": _time(lambda: ours(x), steps), "max_logit_diff": 0.0}
-        cfg.save_pretrained(tmp)
-        save_file(ast_to_hf_state_dict(ours.state_dict()), os.path.join(tmp, "model.safetensors"))
-        hf = ASTForAudioClassification.from_pretrained(tmp, attn_implementation="sdpa").eval()
+        hf = load_hf("sdpa")
         xt = x.transpose(1, 2).contiguous()
         runs["hf_sdpa"] = {"seconds_per_batch": _time(lambda hf=hf: hf(input_values=xt), steps),
                            "max_logit_diff": float((hf(input_values=xt).logits - ref).abs().max())}

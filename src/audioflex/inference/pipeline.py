@@ -43,7 +43,7 @@ from audioflex.evaluate.events import Event
 from audioflex.hear.model import EmbeddingModel, EmbedOptions
 from audioflex.inference.frames import FrameScores, frame_scores, scores_to_events
 from audioflex.inference.windows import aggregate_scores
-from audioflex.models.contract import ModelContract, contract_of
+from audioflex.models.contract import ModelContract, contract_of, model_device
 from audioflex.packing import collate_packed, num_tokens, plan_batches
 
 MAX_SHIFT_PER_WINDOW = 2.0
@@ -145,9 +145,7 @@ class Pipeline:
         if hasattr(frontend.config, "frame_shift_ms"):
             check_frame_shift(frontend.config, frontend.config.frame_shift_ms)
         self.contract: ModelContract = contract_of(model)
-        param = next(model.parameters(), None)  # an ONNX Runtime model has none: the CPU
-        self.device = torch.device(device) if device is not None else (param.device if param is not None else
-                                                                      torch.device("cpu"))
+        self.device = torch.device(device) if device is not None else model_device(model)
         self.model = model.to(self.device).eval()
         self.frontend = frontend.to(self.device).eval()
         n = self.contract.num_classes

@@ -149,6 +149,12 @@ def check_frames(frames: torch.Tensor | None, batch: int, device: torch.device) 
     return frames
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live; the CPU for a model without parameters (ONNX Runtime)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def declared_contract(model: object) -> ModelContract | None:
     """``model.contract`` if the model declares one, else None."""
     contract = getattr(model, "contract", None)
