@@ -48,7 +48,7 @@ META_KEYS = (
     "multilabel",
     "model_name",
     "model_args",
-    "input_kind",
+    "graph_layout",
     "time_axis",
     "time_frames",
     "outputs",
@@ -79,7 +79,7 @@ class _GridGraph(nn.Module):
 class GraphSpec:
     """What an exported graph takes and gives (stored in the metadata)."""
 
-    input_kind: str
+    layout: str  # "grid" | "packed"
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     time_axis: str  # "dynamic" | "fixed" | "any" (packed)
@@ -117,7 +117,7 @@ def example_packed_inputs(contract: ModelContract, columns: tuple[int, ...] = (3
 
 def _trace(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec, opset: int) -> bytes:
     axes: dict[str, dict[int, str]]
-    if spec.input_kind == "packed":
+    if spec.layout == "packed":
         axes = {"patches": {0: "tokens"}, "coords": {0: "tokens"}, "segment_ids": {0: "tokens"},
                 "grid_sizes": {0: "clips"}}
         for name in spec.outputs:
@@ -205,7 +205,7 @@ def export_onnx(
     graph, spec = build_graph(model, opset=opset)
     contract = contract_of(model)
     if check:
-        if spec.input_kind == "packed":
+        if spec.layout == "packed":
             module: nn.Module = model.packed_graph().eval()  # type: ignore[attr-defined]
             args = example_packed_inputs(contract, (2, 5, 1))
         else:
@@ -223,7 +223,7 @@ def export_onnx(
         "multilabel": json.dumps(bool(multilabel)),
         "model_name": model_name or "",
         "model_args": json.dumps(model_args or {}),
-        "input_kind": spec.input_kind,
+        "graph_layout": spec.layout,
         "time_axis": spec.time_axis,
         "time_frames": json.dumps(spec.time_frames),
         "outputs": json.dumps(list(spec.outputs)),
