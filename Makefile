@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: this CPU wheel is on the build machines' disk (pyproject keeps a range for users)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,parity,sed]'
+	$(PY) -m pip install --quiet -e '.[dev,parity,sed,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP)

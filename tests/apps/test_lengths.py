@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
+import audioflex.models  # noqa: F401  (registers the families)
 from audioflex.apps import lengths as lengths_app
 from audioflex.audio.frontend import KaldiFbankConfig
-import audioflex.models  # noqa: F401  (registers the families)
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.evaluate.lengths import EvalItem, fit_length
 from audioflex.models.registry import create_model

@@ -4,7 +4,7 @@ Errors a user can fix (bad audio, bad checkpoint, bad option) print one red line
 Commands live in one module per group — :mod:`~audioflex.cli.convert` (``models``,
 ``convert``), :mod:`~audioflex.cli.infer` (``tag``, ``detect``, ``embed``),
 :mod:`~audioflex.cli.train` (``train``, ``evaluate``, ``shard``, ``demo``),
-:mod:`~audioflex.cli.data` (``inspect``),
+:mod:`~audioflex.cli.data` (``inspect``), :mod:`~audioflex.cli.export` (``export onnx``),
 :mod:`~audioflex.cli.hear` (``probe``), :mod:`~audioflex.cli.bench` (``bench ...``) — with the
 shared helpers in :mod:`~audioflex.cli.common`. The groups define plain functions; this module
 builds the app: it registers each command wrapped in :func:`~audioflex.cli.common.friendly`, in
@@ -18,7 +18,7 @@ import logging
 import typer
 
 from audioflex import __version__
-from audioflex.cli import bench, convert, data, hear, infer, train
+from audioflex.cli import bench, convert, data, export, hear, infer, train
 from audioflex.cli.common import friendly, out
 
 __all__ = ["app", "main"]
@@ -51,9 +51,13 @@ for _name, _command in (
     ("htsat", bench.bench_htsat_cmd),
     ("packing", bench.bench_packing),
     ("ast-vs-hf", bench.bench_ast_vs_hf),
+    ("onnx", bench.bench_onnx_cmd),
 ):
     bench_app.command(_name)(friendly(_command))
 app.add_typer(bench_app, name="bench")
+export_app = typer.Typer(help="Export models for other runtimes (ONNX).", no_args_is_help=True)
+export_app.command("onnx")(friendly(export.export_onnx_cmd))
+app.add_typer(export_app, name="export")
 
 
 def _version(value: bool) -> None:

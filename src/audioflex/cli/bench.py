@@ -6,7 +6,7 @@ import typer
 
 from audioflex.cli.common import JsonOut, emit
 
-__all__ = ["bench_ast_vs_hf", "bench_embed_cmd", "bench_htsat_cmd", "bench_packing"]
+__all__ = ["bench_ast_vs_hf", "bench_embed_cmd", "bench_htsat_cmd", "bench_onnx_cmd", "bench_packing"]
 
 
 def bench_embed_cmd(
@@ -63,3 +63,23 @@ def bench_ast_vs_hf(
     from audioflex.bench.ast_hf import bench_ast_vs_hf as run
 
     emit(run(batch=batch, steps=steps, size=size), out_path)
+
+
+def bench_onnx_cmd(
+    what: str = typer.Argument("ast", help="ast (torch vs transformers SDPA vs ORT fp32 vs ORT int8) or detect."),
+    batch: int = typer.Option(2, help="ast: clips per batch."),
+    steps: int = typer.Option(2, help="ast: timed batches per runtime."),
+    size: str = typer.Option("base", help="ast: tiny, small or base."),
+    seconds: float = typer.Option(600.0, help="detect: length of the generated file."),
+    model: str = typer.Option("htsat_tiny", help="detect: model."),
+    out_path: JsonOut = None,
+) -> None:
+    """Runtimes side by side (JSON): inference speed and output differences."""
+    from audioflex.bench.onnx import bench_ast_runtimes, bench_detect_runtimes
+
+    if what == "ast":
+        emit(bench_ast_runtimes(batch=batch, steps=steps, size=size), out_path)
+    elif what == "detect":
+        emit(bench_detect_runtimes(seconds=seconds, model=model), out_path)
+    else:
+        raise ValueError(f"bench onnx: WHAT must be ast or detect, got {what!r}")

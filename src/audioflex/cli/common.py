@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 __all__ = [
+    "CALIBRATE_HELP",
     "EMBED_OPTIONS_HELP",
+    "INT8_HELP",
+    "RUNTIME_HELP",
     "JsonOut",
     "emit",
     "err",
@@ -24,6 +27,7 @@ __all__ = [
     "out",
     "parse_options",
     "print_file_errors",
+    "runtime_options",
     "user_errors",
 ]
 
@@ -101,3 +105,19 @@ def emit(result: dict[str, Any], out_path: Optional[Path]) -> None:
         out_path.write_text(text + "\n")
         err.print(f"wrote {out_path}")
     print(text)  # noqa: T201  (JSON to stdout for pipes)
+
+
+RUNTIME_HELP = "torch, or onnx (ONNX Runtime on the CPU; a checkpoint directory is exported on the fly)."
+INT8_HELP = "int8 quantization with ONNX Runtime (implies --runtime onnx): dynamic, or static with --calibrate."
+CALIBRATE_HELP = "Audio file(s) to calibrate static int8 activation ranges on (repeat the option)."
+
+
+def runtime_options(runtime: str, int8: bool, calibrate: list[Path]) -> dict[str, Any]:
+    """Keyword arguments of ``Pipeline.from_checkpoint`` for ``--runtime/--int8/--calibrate``."""
+    if calibrate and not int8:
+        raise ValueError("--calibrate sets static int8 ranges: use it with --int8")
+    if int8:
+        runtime = "onnx"
+    return {"runtime": runtime, "int8": ("static" if calibrate else "dynamic") if int8 else None,
+            "calibration": list(calibrate) or None}
+

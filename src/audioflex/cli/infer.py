@@ -12,13 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from audioflex.cli.common import (
+    CALIBRATE_HELP,
     EMBED_OPTIONS_HELP,
+    INT8_HELP,
+    RUNTIME_HELP,
     err,
     error_message,
     file_error,
     out,
     parse_options,
     print_file_errors,
+    runtime_options,
     user_errors,
 )
 
@@ -36,6 +40,9 @@ def tag(
     ),
     aggregate: str = typer.Option("mean", help="Combine windows of long files: mean or max."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=CALIBRATE_HELP),
 ) -> None:
     """Tag audio files with a checkpoint's labels (bad files are reported, the others tagged; exit 1
     if any failed)."""
@@ -45,7 +52,10 @@ def tag(
         raise ValueError(f"--top-k must be at least 1 (labels per file), got {top_k}")
     if frame_shift_ms is not None:
         _check_shift_option(checkpoint, frame_shift_ms)
-    pipe = Pipeline.from_checkpoint(checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate)
+    pipe = Pipeline.from_checkpoint(
+        checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate,
+        **runtime_options(runtime, int8, calibrate),
+    )
     results = {}
     errors: dict[str, str] = {}
     for f in files:
@@ -131,12 +141,18 @@ def detect(
                                              "the plots, matched by file name."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder the FILES are relative to."),
     device: str = typer.Option("cpu"),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=CALIBRATE_HELP),
 ) -> None:
     """Sound event detection on files of any length: events with onsets and offsets."""
     import tempfile
 
     from audioflex.apps.detect import detect_files
+    from audioflex.inference.pipeline import Pipeline
 
+    rt = runtime_options(runtime, int8, calibrate)
+    pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=8, **rt)
     if audio_dir is not None:
         files = [f if f.is_absolute() else audio_dir / f for f in files]
     if reference is not None and plot is None:
@@ -149,7 +165,7 @@ def detect(
     try:
         report = detect_files(
             files,
-            checkpoint,
+            pipe,
             out=target,
             fmt=fmt,
             plot_dir=plot,
@@ -187,13 +203,22 @@ def embed(
     option: list[str] = typer.Option([], "--option", help=EMBED_OPTIONS_HELP),
     device: str = typer.Option("cpu"),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
+    calibrate: list[Path] = typer.Option([], "--calibrate", help=CALIBRATE_HELP),
 ) -> None:
     """Embeddings of audio files on disk; resumable (files already done are skipped). Bad inputs are
     reported one line each after the good ones are embedded (exit 1)."""
     from audioflex.apps.embed import embed_files
+    from audioflex.inference.pipeline import Pipeline
 
+    options = parse_options(option)
+    rt = runtime_options(runtime, int8, calibrate)
+    model = None
+    if rt["runtime"] == "onnx" or checkpoint.suffix.lower() == ".onnx":
+        model = Pipeline.from_checkpoint(checkpoint, device=device, **rt).embedding_model(**options)
     report = embed_files(
-        inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, **parse_options(option)
+        inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, model=model, **options
     )
     info = report.to_dict()
     failed = info["failed"]

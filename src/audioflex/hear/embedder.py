@@ -175,7 +175,7 @@ class EmbeddingModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+        return next(self.net.parameters(), torch.empty(0)).device  # an ONNX Runtime model has none: the CPU
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary (options, sizes, hop)."""

@@ -54,6 +54,7 @@ from audioflex.inference.windows import (
     step_fractions,
     window_weights,
 )
+from audioflex.models.contract import model_device
 from audioflex.models.outputs import AudioOutput
 from audioflex.packing import collate_packed
 
@@ -155,7 +156,7 @@ def iter_window_scores(
     plan = plan or plan_windows(model, frontend, hop=hop)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else model_device(model)
     if isinstance(source, AudioReader):
         reader = source
     else:

@@ -44,7 +44,7 @@ from audioflex.hear.embedder import EmbeddingModel
 from audioflex.hear.options import EmbedOptions
 from audioflex.inference.frames import FrameScores, frame_scores, scores_to_events
 from audioflex.inference.windows import aggregate_scores
-from audioflex.models.contract import ModelContract, contract_of
+from audioflex.models.contract import ModelContract, contract_of, model_device
 from audioflex.packing import collate_packed, num_tokens, plan_batches
 
 MAX_SHIFT_PER_WINDOW = 2.0
@@ -76,6 +76,28 @@ def check_frame_shift(config: FrontendConfig, shift_ms: float, option: str = "fr
             f"the {window:g} ms analysis window; ElasticAST is trained at 10-40 ms)"
         )
     return shift
+
+
+def _load_model(
+    path: str | Path, device: str | torch.device, runtime: str, int8: str | None,
+    calibration: list[str | Path] | None,
+) -> tuple[nn.Module, FrontendConfig | None, list[str] | None, bool]:
+    """(model, front-end config, labels, multilabel) of a checkpoint directory or ONNX export."""
+    from audioflex.export.loader import check_runtime, is_onnx_file
+
+    if is_onnx_file(path):
+        runtime = "onnx"
+    check_runtime(runtime, int8)
+    if runtime == "onnx":
+        from audioflex.export.loader import load_onnx_runtime
+
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"runtime='onnx' runs on the CPU; got device {device!r} (use --runtime torch on a GPU)")
+        b = load_onnx_runtime(path, int8=int8, calibration=calibration)
+        return b.model, b.frontend, b.labels, b.multilabel
+    ck = load_checkpoint(path, map_location=device)
+    multilabel = bool(ck.meta.get("extra", {}).get("multilabel", True))
+    return ck.model, ck.frontend.config if ck.frontend is not None else None, ck.labels, multilabel
 
 
 @dataclass(frozen=True)
@@ -124,7 +146,7 @@ class Pipeline:
         if hasattr(frontend.config, "frame_shift_ms"):
             check_frame_shift(frontend.config, frontend.config.frame_shift_ms)
         self.contract: ModelContract = contract_of(model)
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device = torch.device(device) if device is not None else model_device(model)
         self.model = model.to(self.device).eval()
         self.frontend = frontend.to(self.device).eval()
         n = self.contract.num_classes
@@ -143,22 +165,34 @@ class Pipeline:
         self.aggregate = aggregate
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Pipeline:
-        """Build from an audioflex checkpoint directory (model, front end and labels travel with it).
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        runtime: str = "torch",
+        int8: str | None = None,
+        calibration: list[str | Path] | None = None,
+        **kwargs: Any,
+    ) -> Pipeline:
+        """Build from an audioflex checkpoint directory (model, front end and labels travel with it)
+        or an ``.onnx`` file written by ``audioflex export onnx`` (its metadata carries them).
 
-        ``frame_shift_ms=...`` among ``kwargs`` changes the front end's frame shift (packed models
-        handle any resolution; allowed values: :func:`check_frame_shift`).
+        ``runtime``: ``"torch"`` (default) or ``"onnx"`` (ONNX Runtime on the CPU; a checkpoint
+        directory is exported on the fly; an ``.onnx`` path implies it). ``int8``: ``"dynamic"`` or
+        ``"static"`` int8 quantization (ONNX only; static calibrates on the ``calibration`` audio
+        files), see :mod:`audioflex.export`. ``frame_shift_ms=...`` among ``kwargs`` changes the
+        front end's frame shift (packed models handle any resolution; allowed values:
+        :func:`check_frame_shift`).
         """
         shift = kwargs.pop("frame_shift_ms", None)
-        ck = load_checkpoint(path, map_location=device)
-        if ck.frontend is None:
+        model, config, labels, multilabel = _load_model(path, device, runtime, int8, calibration)
+        if config is None:
             raise CheckpointError(f"{path}: the checkpoint has no front-end config; pass a Frontend to Pipeline()")
-        fe: Frontend | FrontendConfig = ck.frontend
         if shift is not None:
-            fe = ck.frontend.config.replace(frame_shift_ms=check_frame_shift(ck.frontend.config, shift))
-        multilabel = bool(ck.meta.get("extra", {}).get("multilabel", True))
+            config = config.replace(frame_shift_ms=check_frame_shift(config, shift))
         kwargs.setdefault("multilabel", multilabel)
-        return cls(ck.model, fe, ck.labels, device=device, **kwargs)
+        return cls(model, config, labels, device=device, **kwargs)
 
     @property
     def sample_rate(self) -> int:

@@ -191,3 +191,11 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(n, 3, h, dh).permute(1, 2, 0, 3)  # [3, H, N, Dh]
         out = varlen_attention(qkv[0], qkv[1], qkv[2], info, backend=self.backend, scale=self.scale)
         return self.proj(out.transpose(0, 1).reshape(n, d))
+
+    def masked(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Packed tokens ``x [N, D]`` attending under a boolean ``mask [N, N]`` (True: may attend)
+        -> ``[N, D]``: the tensor-only form of the packed path (no host integers; ONNX export)."""
+        n, d = x.shape
+        qkv = self.qkv(x).view(n, 3, self.num_heads, self.head_dim).permute(1, 2, 0, 3)  # [3, H, N, Dh]
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask, scale=self.scale)
+        return self.proj(out.transpose(0, 1).reshape(n, d))

@@ -23,6 +23,7 @@ from audioflex.layers.pos_embed import factorized_positions, resample_grid
 from audioflex.models.contract import ModelContract, check_pool
 from audioflex.models.heads import AttentionPool, segment_mean
 from audioflex.models.outputs import AudioOutput
+from audioflex.models.packed_graph import PackedGraph
 from audioflex.models.registry import register_model
 from audioflex.models.vit import PrefixTokenGridModel, vit_blocks
 from audioflex.packing import PackedBatch
@@ -316,6 +317,11 @@ class ElasticAST(nn.Module):
         if batch is None:
             raise ValueError("ElasticAST.pool_hidden needs the PackedBatch the hidden states come from")
         return segment_mean(hidden, batch.info, batch.num_clips)
+
+    def packed_graph(self) -> nn.Module:
+        """The tensor-only inference form (segment layout as tensors; ONNX export):
+        :class:`~audioflex.models.packed_graph.PackedGraph`."""
+        return PackedGraph(self)
 
     @property
     def contract(self) -> ModelContract:

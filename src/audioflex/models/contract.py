@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from audioflex.models.outputs import AudioOutput
 
@@ -123,6 +124,15 @@ class StepFeatureModel(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]: ...
 
 
+@runtime_checkable
+class PackedGraphModel(Protocol):
+    """Packed models with a tensor-only inference form (ElasticAST): ``packed_graph()`` returns a
+    module ``(patches [N, P], coords [N, 2], segment_ids [N], grid_sizes [B, 2]) -> (clip_logits
+    [B, C], embedding [B, D][, frame_logits [B, T'_max, C]])`` (see :mod:`audioflex.models.packed_graph`)."""
+
+    def packed_graph(self) -> nn.Module: ...
+
+
 def check_pool(pool: str) -> None:
     """``ValueError`` unless ``pool`` is ``tokens`` or ``cls``."""
     if pool not in POOLS:
@@ -137,6 +147,12 @@ def check_frames(frames: torch.Tensor | None, batch: int, device: torch.device) 
     if frames.shape != (batch,):
         raise ValueError(f"frames must have shape [{batch}], got {tuple(frames.shape)}")
     return frames
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live; the CPU for a model without parameters (ONNX Runtime)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def declared_contract(model: object) -> ModelContract | None:
