@@ -22,6 +22,7 @@ from audioflex.models.htsat import HTSAT
 from audioflex.models.outputs import AudioOutput
 from audioflex.packing import collate_packed
 from audioflex.train.losses import frame_bce, packed_frame_mask, sed_loss, steps_valid_mask
+from stubs import IdentityFrontend
 
 SR = 32000
 
@@ -98,19 +99,6 @@ def test_short_input_is_one_padded_window():
 
 
 # ------------------------------------------------------------------------------- overlap-add stub
-class StubFrontend(nn.Module):
-    """Identity 'spectrogram': one frame per sample (hop 1), F = 1."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.config = SimpleNamespace(hop_length=1)
-        self.sample_rate, self.hop_s = 100, 0.01
-
-    def forward(self, wave, lengths=None):
-        lengths = lengths if lengths is not None else torch.full((wave.shape[0],), wave.shape[1])
-        return wave[:, None, :], lengths
-
-
 class StubModel(nn.Module):
     """Windows of 40 frames, steps of 10. Class 0 logit = the step's position j in its window;
     class 1 logit = the window's first sample of that step (content)."""
@@ -132,7 +120,7 @@ class StubModel(nn.Module):
 
 def test_overlap_add_timeline_on_stub():
     wave = torch.linspace(-2, 2, 95)
-    fs = frame_scores(StubModel(), StubFrontend(), wave, sample_rate=100, batch_size=2)
+    fs = frame_scores(StubModel(), IdentityFrontend(), wave, sample_rate=100, batch_size=2)
     # windows start at 0, 20, 40, 60 (the last is 35 samples -> 4 valid steps); 10 steps in all;
     # step 9 is half padding: masked, it holds step 8's value
     positions = [[0], [1], [2, 0], [3, 1], [2, 0], [3, 1], [2, 0], [3, 1], [2], [2]]
@@ -143,11 +131,11 @@ def test_overlap_add_timeline_on_stub():
     content[9] = content[8]
     assert torch.allclose(fs.probs[:, 1], content, atol=1e-6)  # content agrees
     # weighted: steps seen by one window keep its value; others lie between the two windows' values
-    fh = frame_scores(StubModel(), StubFrontend(), wave, sample_rate=100, weighting="hann")
+    fh = frame_scores(StubModel(), IdentityFrontend(), wave, sample_rate=100, weighting="hann")
     assert torch.allclose(fh.probs[[0, 1, 8, 9], 0], expected[[0, 1, 8, 9]].float(), atol=1e-6)
     assert not torch.allclose(fh.probs[:, 0], fs.probs[:, 0])
     # no overlap: every step seen once
-    f1 = frame_scores(StubModel(), StubFrontend(), wave, sample_rate=100, hop=1.0)
+    f1 = frame_scores(StubModel(), IdentityFrontend(), wave, sample_rate=100, hop=1.0)
     assert torch.allclose(f1.probs[:, 0], torch.sigmoid(torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 0.0])), atol=1e-6)
 
 
