@@ -64,7 +64,7 @@ from audioflex.audio.stream import AudioReader
 from audioflex.hear.htsat_frames import FrameTimeline
 from audioflex.hear.options import EmbedOptions, merge_layers
 from audioflex.hear.windows import Window, gather_windows, window_centres
-from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of
+from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of, model_device
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import registered_name
 from audioflex.packing import PackedBatch, collate_packed
@@ -175,7 +175,7 @@ class EmbeddingModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters(), torch.empty(0)).device  # an ONNX Runtime model has none: the CPU
+        return model_device(self.net)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary (options, sizes, hop)."""

@@ -20,7 +20,7 @@ from audioflex.audio.frontend.base import Frontend
 from audioflex.audio.stream import AudioReader
 from audioflex.hear.options import merge_layers
 from audioflex.hear.windows import Window, window_centres
-from audioflex.models.contract import ModelContract, StepFeatureModel
+from audioflex.models.contract import ModelContract, StepFeatureModel, model_device
 
 _Steps = list[tuple[torch.Tensor, int]]  # per feature source: (values [S_k, D_k], valid steps)
 
@@ -56,7 +56,7 @@ class FrameTimeline:
     def window_steps(self, wave: torch.Tensor, lengths: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Windows ``[B, W]`` (``lengths [B]`` real samples) -> per feature source (logits?, final
         features or each requested block) ``(values [B, S_k, D_k], valid steps [B])``."""
-        device = next(self.net.parameters()).device
+        device = model_device(self.net)
         spec, frames = self.frontend(wave.to(device), lengths.to(device))
         spec = spec[..., : self.fw_frames]
         frames = frames.clamp(max=self.fw_frames)
