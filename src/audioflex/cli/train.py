@@ -146,7 +146,8 @@ def train(
     at the start (the lines of `audioflex inspect`)."""
     from audioflex.train import train as run_training
 
-    logging.getLogger("audioflex.data.inspect").setLevel(logging.INFO)
+    for name in ("audioflex.data.inspect", "audioflex.train"):  # say what a long start is doing
+        logging.getLogger(name).setLevel(logging.INFO)
     overrides = list(set_) + ([f"resume={resume}"] if resume is not None else [])
     if audio_dir is not None:
         overrides += [f"data.train.options.audio_dir={audio_dir}", f"data.valid.options.audio_dir={audio_dir}"]

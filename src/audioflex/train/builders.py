@@ -29,6 +29,7 @@ from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import data_builders as db
 from audioflex.train.config import ModelConfig, TrainConfig, check_model_kwargs
 from audioflex.train.distributed import DistInfo
+from audioflex.train.health import chance_loss
 from audioflex.train.optim import build_optimizer
 from audioflex.train.runlog import RunLog
 
@@ -53,6 +54,7 @@ class TrainSetup:
         valid_loader: validation batches (rank 0 with ``data.valid``; else None).
         optimizer, amp_dtype, scaler: the optimiser, autocast dtype (None: fp32) and fp16 scaler.
         total_steps: optimiser steps of the whole run.
+        chance_loss: the training loss of the best constant prediction (health check).
     """
 
     model_name: str
@@ -75,6 +77,7 @@ class TrainSetup:
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
     total_steps: int
+    chance_loss: float
 
 
 def model_source(mc: ModelConfig) -> tuple[str, dict[str, Any], dict[str, torch.Tensor] | None]:
@@ -183,19 +186,27 @@ def amp_settings(amp: str, device: torch.device) -> tuple[torch.dtype | None, to
     return dtype, torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
 
+UNBOUNDED_STEPS = 10**9  # a run bounded by max_minutes alone
+
+
 def total_steps(cfg: TrainConfig, sampler: BudgetBatchSampler | None) -> int:
-    """``max_steps``, or ``epochs`` x optimiser steps per epoch of the sampler."""
+    """``max_steps``, or ``epochs`` x optimiser steps per epoch of the sampler (``UNBOUNDED_STEPS``
+    when only ``max_minutes`` bounds the run)."""
     if cfg.max_steps is not None:
         return int(cfg.max_steps)
     if cfg.epochs is not None:
         steps_per_epoch = max(1, len(sampler) // cfg.optim.grad_accum) if sampler is not None else 1
         return int(cfg.epochs) * steps_per_epoch
-    raise ValueError("set max_steps or epochs")
+    if cfg.max_minutes is not None:
+        return UNBOUNDED_STEPS
+    raise ValueError("set max_steps, epochs or max_minutes")
 
 
 def build_setup(cfg: TrainConfig, info: DistInfo, run_dir: Path, runlog: RunLog) -> TrainSetup:
     """Build the whole run (data read, model, datasets and loaders, DDP, optimiser)."""
     plan = db.read_data(cfg)
+    logger.info("data: %d training clip(s), %d validation clip(s), %d classes",
+                len(plan.train_records), len(plan.valid_records), len(plan.labels))
     loss_kind = db.loss_kind_for(cfg, plan)
     model, model_name, frontend = build_model(cfg, len(plan.labels))
     contract = contract_of(model)
@@ -253,11 +264,15 @@ def build_setup(cfg: TrainConfig, info: DistInfo, run_dir: Path, runlog: RunLog)
         amp_dtype=amp_dtype,
         scaler=scaler,
         total_steps=total_steps(cfg, sampler),
+        chance_loss=chance_loss(
+            loss_kind, [[plan.labels.index(n) for n in r.labels] for r in plan.train_records], len(plan.labels)
+        ),
     )
 
 
 __all__ = [
     "GRID_PATCH",
+    "UNBOUNDED_STEPS",
     "TrainSetup",
     "amp_settings",
     "build_model",

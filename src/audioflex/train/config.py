@@ -184,7 +184,12 @@ class TrainConfig:
     ``no``. ``loss``: ``auto`` (BCE if multi-label, else CE), ``bce`` or ``ce``. ``resume``: a run
     directory (or its ``last/`` checkpoint) to continue. ``out_dir``: the run directory
     (default ``runs/<model name>``). ``deterministic``: ``torch.use_deterministic_algorithms`` for
-    the process, so a seeded run is bit-reproducible (slower on GPU).
+    the process, so a seeded run is bit-reproducible (slower on GPU). ``max_minutes``: a wall-clock
+    budget for the training steps (validation and checkpoints not counted; kept across resumes):
+    the run ends at the first step past it (or at ``max_steps``/``epochs`` if sooner), with the
+    learning-rate schedule stretched to the steps the budget allows at the measured speed, and the
+    final validation and checkpoints as usual. ``health_check_steps``: after this many steps a
+    warning is logged if the training loss is still at the chance level (0: no check).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -195,6 +200,7 @@ class TrainConfig:
     sed: SedConfig = field(default_factory=SedConfig)
     max_steps: int | None = 1000
     epochs: int | None = None
+    max_minutes: float | None = None
     eval_every: int = 500
     save_every: int | None = None
     log_every: int = 10
@@ -208,6 +214,7 @@ class TrainConfig:
     tensorboard: bool = True
     keep_best: bool = True
     deterministic: bool = False
+    health_check_steps: int = 200
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -146,6 +146,11 @@ def resolve_plan_durations(plan: DataPlan, run_dir: Path, info: DistInfo, runlog
     ``durations.json``, the other ranks read the cache); unreadable clips go to ``runlog``."""
     cache_path = run_dir / "durations.json"
     if info.is_main:
+        unknown = sum(r.duration is None for r in (*plan.train_records, *plan.valid_records))
+        if unknown:
+            logger.info(
+                "reading the length of %d clip(s) from their file headers (once; cached in %s)", unknown, cache_path
+            )
         plan.train_records, bad = resolve_durations(plan.train_records, cache_path)
         runlog.report_bad(bad)
         plan.valid_records, bad = resolve_durations(plan.valid_records, cache_path)

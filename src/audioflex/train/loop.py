@@ -8,6 +8,7 @@ Run directory layout::
                                  warning (truncated, too short) as path <TAB> "warning: ...", once each
     <out_dir>/last/              checkpoint + train_state.{safetensors,json} (resume from here)
     <out_dir>/best/              checkpoint with the best validation metric
+    <out_dir>/.lock              pid and host of the live run (a second run there is refused)
 
 A run that starts or resumes in a directory removes the checkpoint temporaries a killed run left
 (``.last.tmp-*``, ``.best.tmp-*``: partial checkpoints, never read), and a resumed run drops the
@@ -39,6 +40,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,10 +51,12 @@ from torch import nn
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.data.datasets import Batch
 from audioflex.train import state as st
-from audioflex.train.builders import TrainSetup, build_setup
+from audioflex.train.builders import UNBOUNDED_STEPS, TrainSetup, build_setup
 from audioflex.train.config import TrainConfig, load_config
 from audioflex.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from audioflex.train.evaluation import autocast, evaluate, forward_batch
+from audioflex.train.health import HealthCheck
+from audioflex.train.lock import RunLock
 from audioflex.train.losses import per_clip_loss, sed_per_clip_loss
 from audioflex.train.optim import lr_factor, set_lr
 from audioflex.train.runlog import RunLog, TrainMeter
@@ -99,19 +103,24 @@ class _Trainer:
         else:
             name = cfg.model.name or "model"
             self.run_dir = Path(cfg.out_dir) if cfg.out_dir else Path("runs") / name
+        self.lock = RunLock(self.run_dir, enabled=info.is_main)
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()  # before touching anything a live run may be writing
             for d in st.remove_temporaries(self.run_dir, keep=self.resume_from):
                 logger.info("removed %s (a partial checkpoint of a killed run)", d)
             cfg.to_yaml(self.run_dir / "config.yaml")
         barrier(info)
         self.runlog = RunLog(self.run_dir, is_main=info.is_main, tensorboard=cfg.tensorboard)
         self.progress = st.Progress()
+        self.health: HealthCheck | None = None
+        self.stopped = False  # the max_minutes budget ended the run
         self.fallback: Batch | None = None  # the last readable batch (stands in for an unreadable one)
 
     def build(self) -> None:
         """Build model, data and optimiser; load the resumed state."""
         self.s: TrainSetup = build_setup(self.cfg, self.info, self.run_dir, self.runlog)
+        self.health = HealthCheck(self.s.chance_loss, self.cfg.health_check_steps)
         if self.resume_from is not None:
             s = self.s
             self.progress, self.runlog.bad_count = st.load_resume(
@@ -218,7 +227,7 @@ class _Trainer:
         """Forward/backward of the micro-batches (the gradient synchronised on the last), gradient
         clipping and the optimiser step; returns the summed clip loss."""
         s, optim = self.s, self.cfg.optim
-        set_lr(s.optimizer, optim.lr, lr_factor(self.progress.step, optim, s.total_steps))
+        set_lr(s.optimizer, optim.lr, lr_factor(self.progress.step, optim, self._schedule_steps()))
         loss_sum = 0.0
         for k, b in enumerate(micro):
             used = self._stand_in(b)
@@ -278,11 +287,34 @@ class _Trainer:
         self.runlog.log(rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}", clips_s=f"{rec['clips_per_s']:.1f}")
 
+    def _schedule_steps(self) -> int:
+        """The steps the learning-rate schedule spans: the run's total, or with ``max_minutes`` the
+        steps the remaining budget allows at the speed measured so far (if fewer)."""
+        total, p, budget = self.s.total_steps, self.progress, self.cfg.max_minutes
+        if budget is None or p.step == 0 or p.train_seconds <= 0:
+            return total
+        return max(1, min(total, round(p.step * budget * 60 / p.train_seconds)))
+
+    def _out_of_time(self) -> bool:
+        """Whether the ``max_minutes`` budget is spent (rank 0 decides for all ranks)."""
+        budget = self.cfg.max_minutes
+        if budget is None:
+            return False
+        spent = int(self.info.is_main and self.progress.train_seconds >= budget * 60)
+        return all_reduce_sum(spent, self.info) > 0
+
+    def _check_health(self, loss: float) -> None:
+        assert self.health is not None
+        warning = self.health.update(self.progress.step, loss)
+        if warning is not None and self.info.is_main:
+            logger.warning("%s", warning)
+
     def _train_epoch(self, meter: TrainMeter, bar: Any) -> bool:
         """Train on the current epoch; True when its batches ran out before the last step."""
         cfg, p, total = self.cfg, self.progress, self.s.total_steps
         it = self._epoch_batches()
-        while p.step < total:
+        clock = time.perf_counter()
+        while p.step < total and not self.stopped:
             micro = self._next_micro(it)
             if micro is None:
                 return True
@@ -296,14 +328,21 @@ class _Trainer:
                 continue
             loss_sum = self._optimizer_step(micro, n_global)
             p.step += 1
+            now = time.perf_counter()
+            p.train_seconds += now - clock
+            if self._out_of_time():
+                self.stopped = True
+                logger.info("max_minutes=%g reached at step %d", self.cfg.max_minutes, p.step)
             meter.add(n_local, sum(b.num_tokens for b in micro), loss_sum)
-            if p.step % max(1, cfg.log_every) == 0 or p.step == total:
+            self._check_health(loss_sum / max(n_local, 1))
+            if p.step % max(1, cfg.log_every) == 0 or p.step in (1, total) or self.stopped:
                 self._log_train(meter, bar)
             bar.update(1)
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(f"step {p.step}: loss is {loss_sum}; lower optim.lr or use amp=no")
-            if p.step < total:
+            if p.step < total and not self.stopped:
                 self._maybe_eval_and_save(final=False)
+            clock = time.perf_counter()  # validation and saving do not count against max_minutes
         return False
 
     def _next_epoch(self, start_position: int, steps_before: int) -> None:
@@ -325,15 +364,28 @@ class _Trainer:
 
         s, p = self.s, self.progress
         s.model.train()
-        bar = tqdm(total=s.total_steps, initial=p.step, disable=not (self.cfg.progress and self.info.is_main),
-                   desc="train", dynamic_ncols=True)
+        logger.info(
+            "training %s on %s from step %d (%s); run dir %s", s.model_name, self.info.device, p.step,
+            f"up to {self.cfg.max_minutes:g} min" if s.total_steps == UNBOUNDED_STEPS else f"{s.total_steps} steps",
+            self.run_dir,
+        )
+        bar = tqdm(
+            total=None if s.total_steps == UNBOUNDED_STEPS else s.total_steps, initial=p.step,
+            disable=not (self.cfg.progress and self.info.is_main), desc="train", dynamic_ncols=True,
+        )
         meter = TrainMeter()
-        while p.step < s.total_steps:
+        self.stopped = self._out_of_time()  # a resumed run whose budget is already spent
+        while p.step < s.total_steps and not self.stopped:
             start_position, steps_before = p.position, p.step
             if self._train_epoch(meter, bar):
                 self._next_epoch(start_position, steps_before)
         bar.close()
         self._maybe_eval_and_save(final=True)
+        if self.s.valid_loader is None and self.cfg.keep_best and self.info.is_main:
+            logger.warning(
+                "no validation data (data.valid): best/ is not written; the final model is in %s",
+                self.run_dir / "last",
+            )
         self.runlog.close()
         best = self.run_dir / "best"
         return TrainResult(
@@ -369,11 +421,14 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: Sequence
         # bit-reproducible runs (the packed path's index/scatter backward is otherwise order-dependent)
         torch.use_deterministic_algorithms(True, warn_only=True)
     info = init_distributed(cfg.device)
+    trainer: _Trainer | None = None
     try:
         trainer = _Trainer(cfg, info)
         trainer.build()
         return trainer.run()
     finally:
+        if trainer is not None:
+            trainer.lock.release()
         cleanup(info)
 
 

@@ -178,7 +178,8 @@ def truncate_metrics(path: Path, step: int) -> int:
 @dataclasses.dataclass
 class Progress:
     """Where a run stands: optimiser ``step``, ``epoch``, ``position`` (batches of the epoch done on
-    this rank), the best validation value and its step, the last validation metrics."""
+    this rank), the best validation value and its step, the last validation metrics, and the wall
+    time spent training (``train_seconds``, for ``max_minutes``; validation and saving excluded)."""
 
     step: int = 0
     epoch: int = 0
@@ -186,6 +187,7 @@ class Progress:
     best_metric: float | None = None
     best_step: int | None = None
     last_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    train_seconds: float = 0.0
 
 
 def swap_dir(src: Path, target: Path) -> None:
@@ -248,6 +250,7 @@ def save_last(
         "best_metric": progress.best_metric,
         "best_step": progress.best_step,
         "last_metrics": progress.last_metrics,
+        "train_seconds": progress.train_seconds,
         "bad_files": bad_files,
         "optimizer": opt_meta,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -296,6 +299,7 @@ def load_resume(
         best_metric=meta.get("best_metric"),
         best_step=meta.get("best_step"),
         last_metrics=meta.get("last_metrics") or {},
+        train_seconds=float(meta.get("train_seconds", 0.0)),
     )
     if meta.get("world_size", 1) != info.world_size:
         logger.warning(
