@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from audioflex.train.builders import amp_settings, total_steps
+from audioflex.train.builders import UNBOUNDED_STEPS, amp_settings, total_steps
 
 
 def test_amp_settings() -> None:
@@ -27,5 +27,7 @@ def test_total_steps() -> None:
     cfg = SimpleNamespace(max_steps=None, epochs=3, optim=SimpleNamespace(grad_accum=2))
     assert total_steps(cfg, sampler) == 15
     assert total_steps(SimpleNamespace(max_steps=7, epochs=3, optim=cfg.optim), sampler) == 7
-    with pytest.raises(ValueError, match="set max_steps or epochs"):
-        total_steps(SimpleNamespace(max_steps=None, epochs=None, optim=cfg.optim), sampler)
+    with pytest.raises(ValueError, match="set max_steps, epochs or max_minutes"):
+        total_steps(SimpleNamespace(max_steps=None, epochs=None, max_minutes=None, optim=cfg.optim), sampler)
+    unbounded = SimpleNamespace(max_steps=None, epochs=None, max_minutes=5.0, optim=cfg.optim)
+    assert total_steps(unbounded, sampler) == UNBOUNDED_STEPS
