@@ -30,6 +30,7 @@ from audioflex.train import data_builders as db
 from audioflex.train.config import ModelConfig, TrainConfig, check_model_kwargs
 from audioflex.train.distributed import DistInfo
 from audioflex.train.health import chance_loss
+from audioflex.train.norm_stats import check_norm_stats_options, resolve_norm_stats
 from audioflex.train.optim import build_optimizer
 from audioflex.train.runlog import RunLog
 
@@ -219,6 +220,8 @@ def build_setup(cfg: TrainConfig, info: DistInfo, run_dir: Path, runlog: RunLog)
 
     db.check_data_options(cfg.data, packed, model_name)
     db.resolve_plan_durations(plan, run_dir, info, runlog)
+    check_norm_stats_options(cfg.data, frontend, plan.stream)
+    frontend = resolve_norm_stats(cfg.data, frontend, plan.train_records, run_dir, info, cfg.seed)
     if not plan.train_records and not plan.stream:
         raise ValueError(f"data.train: none of the clips of {cfg.data.train.path} is readable")
     train_ds = db.train_dataset(cfg, plan, frontend, packed=packed, patch=patch, frame_targets=frame_spec)

@@ -89,6 +89,11 @@ class DataConfig:
     epoch's stream and skips the batches already trained on: exact, but the skipped clips are
     decoded again) or ``restart`` (the interrupted epoch starts over: fast, its first part is seen
     twice). Streams need ``max_steps`` (an epoch's batch count is not known in advance).
+
+    ``norm_stats``: ``frontend`` (the front end's ``norm_mean``/``norm_std``: AudioSet's unless
+    ``frontend:`` sets them) or ``dataset`` (measured on up to ``norm_stats_clips`` training clips
+    at the start of the run, cached in the run directory and saved with the checkpoint; see
+    :mod:`audioflex.train.norm_stats`). Use ``dataset`` on data whose level differs from AudioSet's.
     """
 
     train: DataSpec = field(default_factory=DataSpec)
@@ -111,6 +116,8 @@ class DataConfig:
     shuffle_buffer: int = 256
     pack_buffer: int = 64
     stream_resume: str = "skip"
+    norm_stats: str = "frontend"
+    norm_stats_clips: int = 500
 
 
 @dataclass
