@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from audioflex.audio.io import AudioError, load_audio
 from audioflex.data.records import ClipRecord, Event
 from audioflex.evaluate.events import PerClass, frames_to_events
 from audioflex.evaluate.scores import PSDS_SCENARIOS, psds_from_scores, score_frame, write_score_files
 from audioflex.evaluate.sed import event_report, has_events, report_lines, scores_available, summary_line
 from audioflex.evaluate.tuning import FrameSet, tune_postprocessing
 from audioflex.inference.pipeline import Pipeline
+from audioflex.inference.records import audio_ids, score_records
 from audioflex.inference.windows import plan_windows
 
 logger = logging.getLogger(__name__)
@@ -41,50 +41,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["TUNING", "audio_ids", "evaluate_event_checkpoints", "evaluate_events"]
 
 TUNING = ("per_class", "global", "none")
-
-
-def audio_ids(records: Sequence[ClipRecord]) -> list[str]:
-    """A unique, file-name-safe id per record (its id, ``/`` -> ``__``; ``_k`` for repeats)."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        k = r.id.replace("/", "__").replace("\\", "__") or r.path.stem
-        n = seen.get(k, 0)
-        seen[k] = n + 1
-        out.append(k if n == 0 else f"{k}_{n}")
-    return out
-
-
-def _source(record: ClipRecord, sample_rate: int) -> Any:
-    """The clip as a path (whole file, streamed) or a loaded waveform (a part of a file)."""
-    if record.start == 0.0 and record.end is None:
-        return str(record.path)
-    dur = None if record.end is None else record.end - record.start
-    return load_audio(record.path, sample_rate, offset=record.start, duration=dur)
-
-
-def _score_records(
-    pipe: Pipeline, records: Sequence[ClipRecord], columns: list[int], keep: set[str],
-    progress: Callable[[int], Any] | None,
-) -> tuple[dict[str, FrameSet], dict[str, list[Event]], list[str]]:
-    """Frame scores of the scored ``columns`` per audio id, reference events, unreadable files."""
-    frames: dict[str, FrameSet] = {}
-    reference: dict[str, list[Event]] = {}
-    skipped: list[str] = []
-    for key, rec in zip(audio_ids(records), records):
-        try:
-            scores = pipe.frame_scores(_source(rec, pipe.sample_rate))
-        except (AudioError, OSError) as e:
-            logger.warning("evaluate_events: skipping %s (%s)", rec.path, e)
-            skipped.append(str(rec.path))
-            continue
-        probs = scores.probs.numpy()[:, columns].astype(np.float64)
-        duration = max(scores.duration_s, max((e.offset for e in rec.events), default=0.0))
-        frames[key] = FrameSet(probs, scores.frame_hop_s, duration)
-        reference[key] = [e for e in rec.events if e.label in keep]
-        if progress is not None:
-            progress(1)
-    return frames, reference, skipped
 
 
 def _events(frames: dict[str, FrameSet], labels: list[str], post: dict[str, PerClass]) -> dict[str, list[Event]]:
@@ -171,13 +127,13 @@ def evaluate_events(
              "merge_gap_s": merge_gap_s}
     frames_to_events(np.zeros((1, len(scored))), 1.0, scored, **fixed)  # bad options fail before any work
 
-    test, reference, skipped = _score_records(pipe, records, columns, set(scored), progress)
+    test, reference, skipped = score_records(pipe, records, columns, set(scored), progress)
     if not test:
         raise ValueError(f"evaluate_events: none of the {len(records)} files could be read (see the log)")
     hop_s = next(iter(test.values())).hop_s
     valid = valid_ref = None
     if valid_records and tune != "none":
-        valid, valid_ref, bad_valid = _score_records(pipe, valid_records, columns, set(scored), progress)
+        valid, valid_ref, bad_valid = score_records(pipe, valid_records, columns, set(scored), progress)
         skipped += bad_valid
     have_scores = scores_available()
     if score_dir is not None and have_scores:

@@ -18,6 +18,7 @@ __all__ = [
     "EMBED_OPTIONS_HELP",
     "INT8_HELP",
     "RUNTIME_HELP",
+    "THREADS",
     "JsonOut",
     "emit",
     "err",
@@ -28,6 +29,7 @@ __all__ = [
     "parse_options",
     "print_file_errors",
     "runtime_options",
+    "set_threads",
     "user_errors",
 ]
 
@@ -38,6 +40,22 @@ EMBED_OPTIONS_HELP = (
     "HEAR/embedding option key=value (repeatable): hop_ms, window_ms, levels=[160,800], layers=[-1,-4], "
     "layer_mode=concat|mean, layer_pool=tokens|cls, include_logits=true, include_mel=true, max_frames, stream_s."
 )
+
+# ``--threads`` of the commands that run models on the CPU (``threads: Optional[int] = THREADS``)
+THREADS: Any = typer.Option(
+    None, "--threads", min=1,
+    help="CPU threads per operation (torch.set_num_threads; default: torch's). On a machine shared with other "
+    "jobs, 1 is often several times faster than one per core (threads wait on each other).",
+)
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """``torch.set_num_threads(threads)`` for this command's process (None: leave torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
 
 # ``--out`` of the commands that print a JSON report (``out_path: JsonOut = None``)
 JsonOut = Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON here.")]

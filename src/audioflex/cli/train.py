@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from audioflex.cli.common import err, out
+from audioflex.cli.common import THREADS, err, out, set_threads
 from audioflex.cli.data import read_options, show_summary
 
 __all__ = ["demo", "evaluate", "shard", "train"]
@@ -62,6 +62,7 @@ def evaluate(
     valid_split: Optional[str] = typer.Option(None, help="Event data: the split to tune on (default: valid)."),
     out_dir: Path = typer.Option(Path("runs/evaluate"), "--out", help="Where report.json (and plot/scores) go."),
     device: str = typer.Option("cpu"),
+    threads: Optional[int] = THREADS,
 ) -> None:
     """Evaluate checkpoints. Event (strong-label) data: PSDS1/PSDS2, tuned event and segment F1, score
     files. Clip data: metrics at several lengths and frame shifts (table, JSON, plot); a packed model
@@ -74,6 +75,7 @@ def evaluate(
     from audioflex.evaluate.lengths import EvalItem, format_table, plot_reports, write_json
     from audioflex.evaluate.sed import has_events
 
+    set_threads(threads)
     ds = read_dataset(data, **read_options(audio_dir))
     show_summary(ds)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
@@ -141,11 +143,13 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue a killed/finished run from its last checkpoint."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Where the audio files of data.train "
                                              "(and data.valid) are (sets data.*.options.audio_dir)."),
+    threads: Optional[int] = THREADS,
 ) -> None:
     """Train a model (single process, or every process under torchrun). The data summary is logged
     at the start (the lines of `audioflex inspect`)."""
     from audioflex.train import train as run_training
 
+    set_threads(threads)
     for name in ("audioflex.data.inspect", "audioflex.train"):  # say what a long start is doing
         logging.getLogger(name).setLevel(logging.INFO)
     overrides = list(set_) + ([f"resume={resume}"] if resume is not None else [])

@@ -31,11 +31,13 @@ DEFAULT_MIN_STEPS = (0, 2, 3, 5)  # minimum event durations in timeline steps
 
 @dataclass(frozen=True)
 class FrameSet:
-    """One file's frame probabilities for tuning: ``probs [T, C]``, seconds per step, duration."""
+    """One file's frame probabilities for tuning: ``probs [T, C]``, seconds per step, duration
+    and, where the scorer gives them, the clip probabilities ``clip [C]``."""
 
     probs: np.ndarray
     hop_s: float
     duration_s: float
+    clip: np.ndarray | None = None
 
 
 def _matches(ref: list[tuple[float, float]], est: list[tuple[float, float]], t_collar: float,

@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader
 from audioflex.audio.frontend.base import FrontendConfig
 from audioflex.checkpoints.io import describe_mismatch, load_state_checked, read_meta
 from audioflex.data.datasets import DeviceFrontend, SpectrogramDataset, StreamingBatches
-from audioflex.data.records import LabelSet
+from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.data.samplers import BudgetBatchSampler, derive_seed
 from audioflex.data.targets import FrameTargetSpec
+from audioflex.evaluate.selection import SELECT_METRICS
 from audioflex.models.contract import ModelContract, contract_of
 from audioflex.models.registry import create_model, default_frontend, get_spec
 from audioflex.train import data_builders as db
@@ -52,7 +53,9 @@ class TrainSetup:
         stream: whether training streams shards (``train_stream`` set, ``sampler`` None).
         train_ds, train_loader, sampler, train_stream: the training data.
         device_frontend: the front end run on the device (``data.frontend_device: device``).
-        valid_loader: validation batches (rank 0 with ``data.valid``; else None).
+        valid_loader: validation batches (rank 0 with ``data.valid``, when no event validation runs; else None).
+        event_records: strongly labelled validation clips scored at full length for frame and
+            event metrics (rank 0 of a strong-label run, ``sed.frame_weight > 0``; else empty).
         optimizer, amp_dtype, scaler: the optimiser, autocast dtype (None: fp32) and fp16 scaler.
         total_steps: optimiser steps of the whole run.
         chance_loss: the training loss of the best constant prediction (health check).
@@ -74,6 +77,7 @@ class TrainSetup:
     train_stream: StreamingBatches | None
     device_frontend: DeviceFrontend | None
     valid_loader: DataLoader | None
+    event_records: list[ClipRecord]
     optimizer: torch.optim.Optimizer
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
@@ -150,6 +154,8 @@ def frame_target_spec(
         return None
     if sed.rule not in ("any", "half"):
         raise ValueError(f"sed.rule: use 'any' or 'half' (got {sed.rule!r})")
+    if sed.select not in SELECT_METRICS:
+        raise ValueError(f"sed.select: use one of {', '.join(SELECT_METRICS)} (got {sed.select!r})")
     if sed.weak_pool not in ("mean", "max"):
         raise ValueError(f"sed.weak_pool: use 'mean' or 'max' (got {sed.weak_pool!r})")
     if loss_kind != "bce":
@@ -236,7 +242,11 @@ def build_setup(cfg: TrainConfig, info: DistInfo, run_dir: Path, runlog: RunLog)
             cfg, info, train_ds, plan.train_records, collate, packed=packed, patch=patch
         )
     valid = None
-    if plan.valid_records and info.is_main:
+    events = list(plan.valid_records) if frame_spec is not None and info.is_main else []
+    if events and not any(r.events for r in events):
+        logger.warning("data.valid: no clip has strong labels; validation scores clips only (sed.select ignored)")
+        events = []
+    if plan.valid_records and info.is_main and not events:
         valid = db.valid_loader(cfg, plan, frontend, info.device, packed=packed, patch=patch)
 
     if info.enabled:
@@ -252,7 +262,7 @@ def build_setup(cfg: TrainConfig, info: DistInfo, run_dir: Path, runlog: RunLog)
         labels=plan.labels,
         multilabel=plan.multilabel,
         loss_kind=loss_kind,
-        metric_name="mAP" if plan.multilabel else "accuracy",
+        metric_name=cfg.sed.select if events else ("mAP" if plan.multilabel else "accuracy"),
         model=model,
         ddp_model=ddp_model,
         packed=packed,
@@ -263,6 +273,7 @@ def build_setup(cfg: TrainConfig, info: DistInfo, run_dir: Path, runlog: RunLog)
         train_stream=train_stream,
         device_frontend=device_frontend,
         valid_loader=valid,
+        event_records=events,
         optimizer=optimizer,
         amp_dtype=amp_dtype,
         scaler=scaler,

@@ -132,12 +132,22 @@ class SedConfig:
     mixed with the BCE of the frame logits pooled over time (``weak_pool``), which trains a
     separate frame head from clip labels. ``rule``: ``any`` (a step is active if an event
     overlaps it) or ``half``. Mixup must be off (``augment.mixup_alpha: 0``). Needs BCE.
+
+    Validation of a strong-label run with strongly labelled validation clips scores every clip
+    at its full length as ``audioflex evaluate`` does (sliding windows, overlap-add) and logs
+    frame and event metrics (:mod:`audioflex.evaluate.selection`: ``frame_mAP``, ``frame_f1``,
+    ``event_f1``, ``onset_f1``, clip ``mAP``; ``psds1`` with ``valid_psds`` or when selected).
+    ``select`` picks ``best/``: ``onset_f1`` (default: onset-only F1, 200 ms collar, one
+    threshold / median filter / minimum duration tuned on the validation clips), ``psds1``
+    (needs the ``sed`` extra), ``event_f1``, ``frame_mAP`` or the clip ``mAP``.
     """
 
     frame_weight: float = 0.0
     weak_frame_loss: bool = False
     weak_pool: str = "mean"
     rule: str = "any"
+    select: str = "onset_f1"
+    valid_psds: bool = False
 
     @property
     def enabled(self) -> bool:

@@ -1,5 +1,10 @@
 """The validation pass of a training run and its metrics; the model-on-a-batch call shared with
 the training step.
+
+Two passes: :func:`evaluate` (clip metrics of the validation loader's batches) and, for
+strong-label runs, :func:`evaluate_events` (every validation clip scored at its full length by a
+``Pipeline`` as ``audioflex evaluate`` does, then frame and event metrics,
+:func:`audioflex.evaluate.selection.sed_validation_metrics`).
 """
 
 from __future__ import annotations
@@ -10,8 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from audioflex.audio.frontend.base import FrontendConfig
 from audioflex.data.datasets import Batch
+from audioflex.data.records import ClipRecord
 from audioflex.evaluate.metrics import clip_metrics
+from audioflex.evaluate.selection import sed_validation_metrics, selection_value
+from audioflex.inference.pipeline import Pipeline
+from audioflex.inference.records import audio_ids, score_records
 from audioflex.models.outputs import AudioOutput
 from audioflex.train.losses import per_clip_loss
 from audioflex.train.runlog import RunLog
@@ -77,4 +87,34 @@ def evaluate(
     return res
 
 
-__all__ = ["autocast", "evaluate", "forward_batch", "validation_metrics"]
+@torch.no_grad()
+def evaluate_events(
+    model: nn.Module,
+    frontend: FrontendConfig,
+    labels: list[str],
+    records: list[ClipRecord],
+    *,
+    device: torch.device,
+    select: str,
+    psds: bool = False,
+    window_hop: float = 0.5,
+) -> dict[str, float]:
+    """Frame and event metrics of a frame-head ``model`` on strongly labelled ``records`` (each
+    scored once at its full length), with a ``primary`` entry = the ``select`` metric (NaN when
+    undefined: never the best) and ``unreadable`` (files left out). The model's train/eval mode is restored."""
+    was_training = model.training
+    try:
+        pipe = Pipeline(model, frontend, labels, multilabel=True, device=device, window_hop=window_hop)
+        frames, reference, skipped = score_records(pipe, records, list(range(len(labels))), set(labels))
+    finally:
+        model.train(was_training)
+    if not frames:
+        return {}
+    clips = {k: r.labels for k, r in zip(audio_ids(records), records)}
+    res = sed_validation_metrics(frames, reference, labels, clip_targets=clips, psds=psds or select == "psds1")
+    res["primary"] = selection_value(res, select)
+    res["unreadable"] = float(len(skipped))
+    return res
+
+
+__all__ = ["autocast", "evaluate", "evaluate_events", "forward_batch", "validation_metrics"]

@@ -54,7 +54,7 @@ from audioflex.train import state as st
 from audioflex.train.builders import UNBOUNDED_STEPS, TrainSetup, build_setup
 from audioflex.train.config import TrainConfig, load_config
 from audioflex.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from audioflex.train.evaluation import autocast, evaluate, forward_batch
+from audioflex.train.evaluation import autocast, evaluate, evaluate_events, forward_batch
 from audioflex.train.health import HealthCheck
 from audioflex.train.lock import RunLock
 from audioflex.train.losses import per_clip_loss, sed_per_clip_loss
@@ -71,7 +71,8 @@ class TrainResult:
     Attributes:
         run_dir: the run directory.
         steps: optimiser steps done (in total, including a resumed part).
-        metric_name: the validation metric (``accuracy`` single-label, ``mAP`` multi-label).
+        metric_name: the validation metric (``accuracy`` single-label, ``mAP`` multi-label, ``sed.select``
+            for strong-label runs with strongly labelled validation clips).
         best_metric, best_step: best validation value and its step (None without validation).
         last_metrics: the last validation metrics.
         last_checkpoint, best_checkpoint: checkpoint directories (best None without validation).
@@ -150,32 +151,39 @@ class _Trainer:
     def _validate(self) -> None:
         """Validation on rank 0: log it, keep the best (``best/`` with ``keep_best``)."""
         s, p = self.s, self.progress
-        assert s.valid_loader is not None
-        res = evaluate(
-            s.model, s.valid_loader, packed=s.packed, device=self.info.device, amp_dtype=s.amp_dtype,
-            loss_kind=s.loss_kind, multilabel=s.multilabel, runlog=self.runlog,
-        )
+        if s.event_records:
+            sed = self.cfg.sed
+            res = evaluate_events(
+                s.model, s.frontend, list(s.labels.names), s.event_records, device=self.info.device,
+                select=sed.select, psds=sed.valid_psds,
+            )
+        else:
+            assert s.valid_loader is not None
+            res = evaluate(
+                s.model, s.valid_loader, packed=s.packed, device=self.info.device, amp_dtype=s.amp_dtype,
+                loss_kind=s.loss_kind, multilabel=s.multilabel, runlog=self.runlog,
+            )
         if not res:
             return
         p.last_metrics = res
         self.runlog.log({"split": "valid", "step": p.step, "epoch": p.epoch, **res})
         value = res["primary"]
-        if p.best_metric is None or value > p.best_metric:
+        if math.isfinite(value) and (p.best_metric is None or value > p.best_metric):
             p.best_metric, p.best_step = value, p.step
             if self.cfg.keep_best:
                 save_checkpoint(
                     self.run_dir / "best", s.model, frontend=s.frontend, labels=s.labels.to_list(),
                     extra=self._extra(),
                 )
-        logger.info("step %d: valid %s %.4f (best %.4f @ %s)", p.step, s.metric_name, value, p.best_metric,
-                    p.best_step)
+        logger.info("step %d: valid %s %.4f (best %s @ %s)", p.step, s.metric_name, value,
+                    "n/a" if p.best_metric is None else f"{p.best_metric:.4f}", p.best_step)
 
     def _maybe_eval_and_save(self, final: bool) -> None:
         cfg, step = self.cfg, self.progress.step
         do_eval = final or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
         save_every = cfg.save_every if cfg.save_every is not None else cfg.eval_every
         do_save = final or (save_every > 0 and step % save_every == 0)
-        if do_eval and self.info.is_main and self.s.valid_loader is not None:
+        if do_eval and self.info.is_main and (self.s.valid_loader is not None or self.s.event_records):
             self._validate()
         if do_eval or do_save:
             barrier(self.info)
