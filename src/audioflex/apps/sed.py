@@ -38,7 +38,10 @@ from audioflex.inference.windows import plan_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TUNING", "audio_ids", "evaluate_event_checkpoints", "evaluate_events"]
+__all__ = ["TUNING", "Scorer", "audio_ids", "evaluate_event_checkpoints", "evaluate_events", "evaluate_scorer"]
+
+# records -> ({audio id: FrameSet}, {audio id: reference [Event]}, unreadable paths)
+Scorer = Callable[[Sequence[ClipRecord]], tuple[dict[str, FrameSet], dict[str, list[Event]], list[str]]]
 
 TUNING = ("per_class", "global", "none")
 
@@ -123,17 +126,50 @@ def evaluate_events(
     if bad:
         raise ValueError(f"evaluate_events: labels {bad[:5]} are not among the checkpoint's labels")
     columns = [model_labels.index(lab) for lab in scored]
+    return evaluate_scorer(
+        lambda recs: score_records(pipe, recs, columns, set(scored), progress), records, labels=scored,
+        valid_records=valid_records, tune=tune, tune_onset_only=tune_onset_only, thresholds=thresholds,
+        median_filter_s=median_filter_s, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s, t_collar=t_collar,
+        percentage_of_length=percentage_of_length, time_resolution=time_resolution, psds=psds, score_dir=score_dir,
+    )
+
+
+def evaluate_scorer(
+    score: Scorer,
+    records: Sequence[ClipRecord],
+    *,
+    labels: list[str],
+    valid_records: Sequence[ClipRecord] | None = None,
+    tune: str = "per_class",
+    tune_onset_only: bool = False,
+    thresholds: PerClass = 0.5,
+    median_filter_s: PerClass = 0.0,
+    min_duration_s: PerClass = 0.0,
+    merge_gap_s: PerClass = 0.0,
+    t_collar: float = 0.2,
+    percentage_of_length: float = 0.2,
+    time_resolution: float = 1.0,
+    psds: bool = True,
+    score_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Steps 2-4 of the module docstring for any frame scorer: ``score(records)`` gives
+    ``({audio id: FrameSet (probs [T', len(labels)])}, {audio id: [Event]}, unreadable paths)``
+    (a checkpoint's :func:`~audioflex.inference.records.score_records`, or a baseline's). The
+    options are those of :func:`evaluate_events`; returns the same report."""
+    if tune not in TUNING:
+        raise ValueError(f"evaluate_scorer: tune must be one of {TUNING}, got {tune!r}")
+    scored = list(labels)
     fixed = {"thresholds": thresholds, "median_filter_s": median_filter_s, "min_duration_s": min_duration_s,
              "merge_gap_s": merge_gap_s}
     frames_to_events(np.zeros((1, len(scored))), 1.0, scored, **fixed)  # bad options fail before any work
 
-    test, reference, skipped = score_records(pipe, records, columns, set(scored), progress)
+    test, reference, skipped = score(records)
     if not test:
-        raise ValueError(f"evaluate_events: none of the {len(records)} files could be read (see the log)")
+        raise ValueError(f"evaluate_scorer: none of the {len(records)} files could be read (see the log)")
     hop_s = next(iter(test.values())).hop_s
     valid = valid_ref = None
     if valid_records and tune != "none":
-        valid, valid_ref, bad_valid = score_records(pipe, valid_records, columns, set(scored), progress)
+        valid, valid_ref, bad_valid = score(valid_records)
         skipped += bad_valid
     have_scores = scores_available()
     if score_dir is not None and have_scores:
@@ -181,6 +217,13 @@ def evaluate_events(
     return res
 
 
+def _say(say: Callable[[str], Any] | None, name: str, res: dict[str, Any]) -> None:
+    if say is not None:
+        say(summary_line(name, res))
+        for line in report_lines(res):
+            say("  " + line)
+
+
 def evaluate_event_checkpoints(
     checkpoints: Sequence[str | Path],
     records: Sequence[ClipRecord],
@@ -189,12 +232,15 @@ def evaluate_event_checkpoints(
     valid_records: Sequence[ClipRecord] | None = None,
     device: str = "cpu",
     say: Callable[[str], Any] | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """``audioflex evaluate`` on an event dataset: :func:`evaluate_events` for every checkpoint
     (score files in ``out_dir/scores/<checkpoint name>/``), ``out_dir/report.json`` (a list of
     ``{"checkpoint", "events"}``) and, through ``say``, a summary line and the class-wise table
-    per checkpoint. A checkpoint without a frame head gets ``{"skipped": reason}``."""
+    per checkpoint. A checkpoint without a frame head gets ``{"skipped": reason}``. ``extra``:
+    reports made otherwise (e.g. ``{"baseline": evaluate_baseline(...)}``), printed and written
+    after the checkpoints'."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
@@ -210,10 +256,10 @@ def evaluate_event_checkpoints(
             res = {"skipped": str(e)}
             logger.warning("%s: no event metrics (%s)", ck, e)
         results[str(ck)] = res
-        if say is not None:
-            say(summary_line(Path(ck).name, res))
-            for line in report_lines(res):
-                say("  " + line)
+        _say(say, Path(ck).name, res)
+    for name, res in (extra or {}).items():
+        results[name] = res
+        _say(say, name, res)
     doc = [{"checkpoint": k, "events": v} for k, v in results.items()]
     (out / "report.json").write_text(json.dumps(doc, indent=2) + "\n")
     return results

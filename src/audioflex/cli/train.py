@@ -27,7 +27,7 @@ def _floats(text: Optional[str], what: str) -> list[Optional[float]]:
 
 
 def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], split: str, out_dir: Path,
-                      device: str, tune: str, valid_split: Optional[str]) -> None:
+                      device: str, tune: str, valid_split: Optional[str], baseline: Optional[str]) -> None:
     from tqdm import tqdm
 
     from audioflex.apps.sed import evaluate_event_checkpoints
@@ -41,15 +41,26 @@ def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], spli
             raise ValueError(f"--valid-split {valid_split!r}: no clips in that split")
         if not valid:
             out.print("no validation split to tune the post-processing on: fixed threshold 0.5 (--valid-split)")
-    with tqdm(total=len(records) + len(valid or ()), desc="scoring", unit="clip") as bar:
+    extra = {}
+    if baseline is not None:
+        from audioflex.apps.baseline import evaluate_baseline
+
+        train = ds.select(split=baseline)
+        if not train:
+            raise ValueError(f"--baseline {baseline!r}: no clips in that split (the baseline trains on it)")
+        with tqdm(total=len(train) + len(records) + len(valid or ()), desc="baseline", unit="clip") as bar:
+            extra["baseline"] = evaluate_baseline(train, records, valid_records=valid, tune=tune,
+                                                  score_dir=out_dir / "scores" / "baseline", progress=bar.update)
+    total = (len(records) + len(valid or ())) * len(checkpoints)
+    with tqdm(total=total, desc="scoring", unit="clip", disable=not checkpoints) as bar:
         evaluate_event_checkpoints(checkpoints, records, out_dir, valid_records=valid, device=device,
                                    say=lambda line: out.print(escape(line), highlight=False, soft_wrap=True),
-                                   tune=tune, progress=bar.update)
+                                   tune=tune, progress=bar.update, extra=extra)
     out.print(f"wrote {out_dir / 'report.json'} and the score files in {out_dir / 'scores'}")
 
 
 def evaluate(
-    checkpoints: list[Path] = typer.Argument(..., help="One or more checkpoint directories."),
+    checkpoints: Optional[list[Path]] = typer.Argument(None, help="One or more checkpoint directories."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset (folder, manifest, ESC-50, AudioSet, DESED, ...)."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Where the audio files are."),
     split: Optional[str] = typer.Option(None, help="Split to evaluate ('' for all records; default: 'test' "
@@ -63,10 +74,13 @@ def evaluate(
     out_dir: Path = typer.Option(Path("runs/evaluate"), "--out", help="Where report.json (and plot/scores) go."),
     device: str = typer.Option("cpu"),
     threads: Optional[int] = THREADS,
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Event data: also fit and score the naive "
+                                           "baseline (log-mel frames + MLP) trained on this split, e.g. train."),
 ) -> None:
     """Evaluate checkpoints. Event (strong-label) data: PSDS1/PSDS2, tuned event and segment F1, score
-    files. Clip data: metrics at several lengths and frame shifts (table, JSON, plot); a packed model
-    (ElasticAST) sees a clip shorter than an evaluation length at its native length, never padded."""
+    files (--baseline: the naive log-mel + MLP frame baseline beside them, or alone). Clip data: metrics at
+    several lengths and frame shifts (table, JSON, plot); a packed model (ElasticAST) sees a clip shorter than
+    an evaluation length at its native length, never padded."""
     from tqdm import tqdm
 
     from audioflex.apps.lengths import evaluate_lengths
@@ -76,6 +90,9 @@ def evaluate(
     from audioflex.evaluate.sed import has_events
 
     set_threads(threads)
+    checkpoints = list(checkpoints or [])
+    if not checkpoints and baseline is None:
+        raise ValueError("evaluate: give one or more checkpoint directories (or --baseline SPLIT on event data)")
     ds = read_dataset(data, **read_options(audio_dir))
     show_summary(ds)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
@@ -88,8 +105,10 @@ def evaluate(
     if has_events(records):
         if tune not in ("per_class", "global", "none"):
             raise ValueError(f"--tune must be per_class, global or none, got {tune!r}")
-        _event_evaluation(checkpoints, ds, records, split, out_dir, device, tune, valid_split)
+        _event_evaluation(checkpoints, ds, records, split, out_dir, device, tune, valid_split, baseline)
         return
+    if baseline is not None or not checkpoints:
+        raise ValueError("--baseline needs strongly labelled (event) data; give checkpoint directories")
     lens, shifts = _floats(lengths, "--lengths"), _floats(frame_shifts, "--frame-shifts")
     reports = []
     for ck in checkpoints:
