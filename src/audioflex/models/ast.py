@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audioflex.layers.attention import SeqInfo
-from audioflex.layers.block import init_xavier_weights, small_init_
+from audioflex.layers.block import head_init_, init_xavier_weights, small_init_
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
 from audioflex.models.contract import ModelContract, check_pool
 from audioflex.models.heads import AttentionPool, segment_mean
@@ -206,9 +206,9 @@ class ElasticAST(nn.Module):
         self.apply(init_xavier_weights)
         if self.pool is not None:
             self.pool.reset_parameters()
-        small_init_(self.head)
+        head_init_(self.head)
         if self.has_frame_head:
-            small_init_(self.frame_fc)
+            head_init_(self.frame_fc)
         nn.init.trunc_normal_(self.pos_embed_freq, std=0.02)
         nn.init.trunc_normal_(self.pos_embed_time, std=0.02)
 
