@@ -21,9 +21,22 @@ def _floats(text: Optional[str], what: str) -> list[Optional[float]]:
     if not text:
         return [None]
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        return [None if x.strip() == "native" else float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
+        raise ValueError(f"{what} must be a comma-separated list of numbers (or native), got {text!r}") from None
+
+
+def _baseline_split(ds: Any, baseline: str, evaluated: list[Any]) -> list[Any]:
+    """The clips ``--baseline`` trains on: a split, or ``rest`` (every clip not evaluated: the other folds)."""
+    if baseline == "rest":
+        held = {(r.path, r.start) for r in evaluated}
+        train = [r for r in ds.records if (r.path, r.start) not in held]
+    else:
+        train = ds.select(split=baseline)
+    if not train:
+        raise ValueError(f"--baseline {baseline!r}: no clips to train the baseline on (give a split, e.g. train, "
+                         "or rest for the clips not evaluated, e.g. the other folds)")
+    return train
 
 
 def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], split: str, out_dir: Path,
@@ -43,11 +56,9 @@ def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], spli
             out.print("no validation split to tune the post-processing on: fixed threshold 0.5 (--valid-split)")
     extra = {}
     if baseline is not None:
-        from audioflex.apps.baseline import evaluate_baseline
+        from audioflex.apps.baselines.sed import evaluate_baseline
 
-        train = ds.select(split=baseline)
-        if not train:
-            raise ValueError(f"--baseline {baseline!r}: no clips in that split (the baseline trains on it)")
+        train = _baseline_split(ds, baseline, records)
         with tqdm(total=len(train) + len(records) + len(valid or ()), desc="baseline", unit="clip") as bar:
             extra["baseline"] = evaluate_baseline(train, records, valid_records=valid, tune=tune,
                                                   score_dir=out_dir / "scores" / "baseline", progress=bar.update)
@@ -66,7 +77,9 @@ def evaluate(
     split: Optional[str] = typer.Option(None, help="Split to evaluate ('' for all records; default: 'test' "
                                         "where the dataset has one, else all records)."),
     folds: Optional[str] = typer.Option(None, help="Comma-separated folds to evaluate (ESC-50)."),
-    lengths: Optional[str] = typer.Option(None, help="Comma-separated lengths in s (default: native)."),
+    lengths: Optional[str] = typer.Option(
+        None, help="Comma-separated lengths in s, native = each clip's own (default: native)."
+    ),
     frame_shifts: Optional[str] = typer.Option(None, help="Comma-separated frame shifts in ms (default: trained)."),
     tune: str = typer.Option("per_class", help="Event data: tune threshold, median filter and minimum duration "
                              "on the validation split per_class, global, or none (fixed 0.5)."),
@@ -74,13 +87,16 @@ def evaluate(
     out_dir: Path = typer.Option(Path("runs/evaluate"), "--out", help="Where report.json (and plot/scores) go."),
     device: str = typer.Option("cpu"),
     threads: Optional[int] = THREADS,
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Event data: also fit and score the naive "
-                                           "baseline (log-mel frames + MLP) trained on this split, e.g. train."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Also fit the trivial baseline on this split "
+                                           "(e.g. train; rest = every clip not evaluated, e.g. the other folds) "
+                                           "and score it beside the checkpoints (or alone): clip data "
+                                           "log-mel band mean+std + logistic regression, event data log-mel "
+                                           "frames + MLP."),
 ) -> None:
     """Evaluate checkpoints. Event (strong-label) data: PSDS1/PSDS2, tuned event and segment F1, score
-    files (--baseline: the naive log-mel + MLP frame baseline beside them, or alone). Clip data: metrics at
-    several lengths and frame shifts (table, JSON, plot); a packed model (ElasticAST) sees a clip shorter than
-    an evaluation length at its native length, never padded."""
+    files. Clip data: metrics at several lengths and frame shifts (table, JSON, plot); a packed model
+    (ElasticAST) sees a clip shorter than an evaluation length at its native length, never padded.
+    --baseline SPLIT: a trivial model fitted on that split, scored beside the checkpoints or alone."""
     from tqdm import tqdm
 
     from audioflex.apps.lengths import evaluate_lengths
@@ -92,7 +108,7 @@ def evaluate(
     set_threads(threads)
     checkpoints = list(checkpoints or [])
     if not checkpoints and baseline is None:
-        raise ValueError("evaluate: give one or more checkpoint directories (or --baseline SPLIT on event data)")
+        raise ValueError("evaluate: give one or more checkpoint directories (or --baseline SPLIT)")
     ds = read_dataset(data, **read_options(audio_dir))
     show_summary(ds)
     fold_list = [int(f) for f in folds.split(",")] if folds else None
@@ -107,8 +123,6 @@ def evaluate(
             raise ValueError(f"--tune must be per_class, global or none, got {tune!r}")
         _event_evaluation(checkpoints, ds, records, split, out_dir, device, tune, valid_split, baseline)
         return
-    if baseline is not None or not checkpoints:
-        raise ValueError("--baseline needs strongly labelled (event) data; give checkpoint directories")
     lens, shifts = _floats(lengths, "--lengths"), _floats(frame_shifts, "--frame-shifts")
     reports = []
     for ck in checkpoints:
@@ -122,6 +136,12 @@ def evaluate(
             reports.append(
                 evaluate_lengths(ck, items, lengths_s=lens, frame_shifts_ms=shifts, device=device, progress=bar.update)
             )
+    if baseline is not None:
+        from audioflex.apps.baselines.clip import evaluate_clip_baseline
+
+        train = _baseline_split(ds, baseline, records)
+        with tqdm(total=len(train) + len(records), desc="baseline", unit="clip") as bar:
+            reports.append(evaluate_clip_baseline(train, records, lengths_s=lens, progress=bar.update))
     table = Table(title=f"{reports[0].metric} by frame shift (rows) and length (columns)")
     table.add_column("model")
     table.add_column("shift")
@@ -131,7 +151,7 @@ def evaluate(
         table.add_row(*row)
     out.print(table)
     write_json(reports, out_dir / "report.json")
-    if len(lens) * len(shifts) > 1:
+    if sum(length is not None for length in lens) > 1:  # a curve over lengths
         plot_reports(reports, out_dir / "metric_vs_length.png")
         out.print(f"wrote {out_dir / 'report.json'} and {out_dir / 'metric_vs_length.png'}")
     else:

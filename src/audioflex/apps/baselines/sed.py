@@ -1,6 +1,6 @@
 """A naive sound event detection baseline: per-frame log-mel features and a small MLP frame classifier.
 
-What a model has to beat on a strongly labelled dataset (``audioflex evaluate --baseline``):
+What a model has to beat on a strongly labelled dataset (``audioflex evaluate --baseline`` on event data):
 
 1. features: a log-mel spectrogram (``LogMelConfig``: 64 bands; 10 ms hop), averaged over
    ``hop_s`` blocks (default 0.1 s), each block with its ``context`` neighbours on each side
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
+from audioflex.apps.baselines.common import baseline_logmel, clip_logmel
 from audioflex.apps.sed import evaluate_scorer
-from audioflex.audio.frontend.logmel import LogMel, LogMelConfig
-from audioflex.audio.io import AudioError, load_audio
+from audioflex.audio.frontend.logmel import LogMel
+from audioflex.audio.io import AudioError
 from audioflex.data.records import ClipRecord, Event
 from audioflex.data.targets import events_to_frame_targets
 from audioflex.evaluate.tuning import FrameSet
@@ -37,19 +37,15 @@ __all__ = ["FrameBaseline", "evaluate_baseline", "fit_frame_baseline"]
 
 def _features(logmel: LogMel, record: ClipRecord, hop_s: float, context: int) -> tuple[np.ndarray, float]:
     """A clip's block features ``[T_b, n_mels * (2 * context + 1)]`` and its duration (s)."""
+    spec, duration = clip_logmel(logmel, record)  # [T, F]
     sr = logmel.config.sample_rate
-    dur = None if record.end is None else record.end - record.start
-    wave = load_audio(record.path, sr, offset=record.start, duration=dur)
-    with torch.no_grad():
-        spec, _ = logmel(wave[None])
-    spec = spec[0].numpy().T  # [T, F]
     per = max(1, round(hop_s * sr / logmel.config.hop_length))
     n = max(1, -(-spec.shape[0] // per))
     pad = np.concatenate([spec, np.repeat(spec[-1:], n * per - spec.shape[0], 0)])
     blocks = pad.reshape(n, per, -1).mean(1)  # [T_b, F]
     edge = np.concatenate([np.repeat(blocks[:1], context, 0), blocks, np.repeat(blocks[-1:], context, 0)])
     feats = np.concatenate([edge[k : k + n] for k in range(2 * context + 1)], axis=1)
-    return feats.astype(np.float32), wave.shape[-1] / sr
+    return feats.astype(np.float32), duration
 
 
 @dataclass
@@ -105,9 +101,7 @@ def fit_frame_baseline(
     strong = [r for r in records if r.events]
     if not strong:
         raise ValueError("baseline: the training clips carry no strong labels (events)")
-    fmax = min(14000.0, sample_rate / 2)
-    logmel = LogMel(LogMelConfig(sample_rate=sample_rate, n_fft=512 if sample_rate <= 16000 else 1024,
-                                 hop_length=sample_rate // 100, fmax=fmax)).eval()
+    logmel = baseline_logmel(sample_rate)
     xs, ys = [], []
     for rec in strong:
         try:
