@@ -82,3 +82,17 @@ def test_no_validation_split_says_where_the_model_is(manifest: Path, tmp_path: P
         res = train(cfg)
     assert res.best_checkpoint is None
     assert any("best/ is not written" in r.getMessage() for r in caplog.records)
+
+
+def test_tokens_per_s_counts_patch_tokens_for_a_grid_model(manifest: Path, tmp_path: Path) -> None:
+    import json
+
+    cfg = tiny_config(manifest, tmp_path / "run", max_steps=2, eval_every=0)
+    cfg["model"] = {"name": "ast_tiny", "kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}}
+    cfg["frontend"] = {"num_mel_bins": 32, "target_length": 64}
+    cfg["data"]["batch_size"] = 4
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["split"] == "train")
+    # 32 x 64 at 16x16 patches, stride 10: 2 x 5 tokens per clip (not 64 frames)
+    assert row["tokens_per_s"] == pytest.approx(10 * row["clips_per_s"])

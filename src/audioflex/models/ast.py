@@ -133,6 +133,7 @@ class AST(PrefixTokenGridModel):
             native_frames=self.max_length,
             num_blocks=len(self.blocks),
             prefix_tokens=2,
+            grid_tokens=self.grid[0] * self.grid[1],
         )
 
 

@@ -63,6 +63,8 @@ class ModelContract:
             ``hear21passt``), the default of HEAR's ``include_logits``.
         step_features: tokens un-fold onto the time axis (``forward_steps``: HTS-AT), which HEAR's
             time-resolved ``frames`` mode uses.
+        grid_tokens: grid models: the patch tokens of one input window (its first-stage tokens),
+            what ``tokens_per_s`` of a training run counts per clip (packed models: their real tokens).
         pads_to_window: a grid model that computes its whole ``input_frames`` window for any
             shorter input (HTS-AT pads or stretches inside), so batch planning counts a window per
             input; False when shorter inputs cost less (AST, PaSST: a smaller grid).
@@ -83,6 +85,7 @@ class ModelContract:
     logits_in_embedding: bool = False
     step_features: bool = False
     pads_to_window: bool = False
+    grid_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.input_kind not in ("packed", "grid"):

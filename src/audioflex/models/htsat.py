@@ -361,6 +361,7 @@ class HTSAT(nn.Module):
             num_blocks=sum(len(stage.blocks) for stage in self.layers),
             step_features=True,
             pads_to_window=True,
+            grid_tokens=(self.spec_size // self.patch_embed.proj.kernel_size[0]) ** 2,
         )
 
     def extra_repr(self) -> str:

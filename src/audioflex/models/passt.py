@@ -23,6 +23,7 @@ load with ``head_dist.*`` dropped (``checkpoints.convert.passt``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -143,6 +144,7 @@ class PaSST(PrefixTokenGridModel):
             num_blocks=len(self.blocks),
             prefix_tokens=self.num_tokens,
             logits_in_embedding=True,
+            grid_tokens=math.prod(self.grid_size(window)),
         )
 
     def grid_size(self, num_frames: int) -> tuple[int, int]:

@@ -50,6 +50,7 @@ from torch import nn
 
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.data.datasets import Batch
+from audioflex.models.contract import contract_of
 from audioflex.train import state as st
 from audioflex.train.builders import UNBOUNDED_STEPS, TrainSetup, build_setup
 from audioflex.train.config import TrainConfig, load_config
@@ -147,6 +148,13 @@ class _Trainer:
             self.run_dir, s.model, s.optimizer, s.scaler, self.progress, self.info, bad_files=self.runlog.bad_count,
             frontend=s.frontend, labels=s.labels.to_list(), extra=self._extra(),
         )
+
+    def _tokens(self, micro: list[Batch], clips: int) -> int:
+        """Patch tokens of a step: the real tokens of packed batches, ``grid_tokens`` per clip of a grid model."""
+        per_clip = contract_of(self.s.model).grid_tokens
+        if self.s.packed or per_clip is None:
+            return sum(b.num_tokens for b in micro)
+        return clips * per_clip
 
     def _validate(self) -> None:
         """Validation on rank 0: log it, keep the best (``best/`` with ``keep_best``)."""
@@ -341,7 +349,7 @@ class _Trainer:
             if self._out_of_time():
                 self.stopped = True
                 logger.info("max_minutes=%g reached at step %d", self.cfg.max_minutes, p.step)
-            meter.add(n_local, sum(b.num_tokens for b in micro), loss_sum)
+            meter.add(n_local, self._tokens(micro, n_local), loss_sum)
             self._check_health(loss_sum / max(n_local, 1))
             if p.step % max(1, cfg.log_every) == 0 or p.step in (1, total) or self.stopped:
                 self._log_train(meter, bar)
