@@ -47,8 +47,9 @@ def test_a_run_that_does_not_learn_is_warned_about(manifest: Path, tmp_path: Pat
     cfg = tiny_config(manifest, tmp_path / "run", max_steps=4, health_check_steps=3)
     cfg["optim"] = {"lr": 1e-12, "schedule": "constant"}  # cannot move: stays at chance (ln 2)
     cfg["augment"] = {"mixup_alpha": 0.0}
-    # batches of 4 clips scatter the loss by ~0.02 around ln 2: test the wiring with a wider margin
-    monkeypatch.setattr(loop, "HealthCheck", functools.partial(HealthCheck, ratio=0.9))
+    # a frozen random model's loss on batches of 4 clips scatters around ln 2 (its head's random logits are
+    # right on some clips): test the wiring with a wide margin (warn above 0.5 ln 2)
+    monkeypatch.setattr(loop, "HealthCheck", functools.partial(HealthCheck, ratio=0.5))
     with caplog.at_level(logging.WARNING, logger="audioflex.train"):
         train(cfg)
     assert any("still at the chance level" in r.getMessage() for r in caplog.records)
