@@ -46,9 +46,9 @@ def test_attention_pool_starts_as_mean_pooling_at_the_tokens_scale() -> None:
         mean_of_values = pool.proj(segment_mean(pool.kv(x)[:, dim:], info, clips))
         tokens_mean = segment_mean(x, info, clips)
     assert torch.allclose(pooled, mean_of_values, atol=1e-5)  # uniform weights: mean pooling
-    # the clip-specific part survives at the tokens' scale (a std-0.02 init gave ~0.05 of it)
-    ratio = pooled.std(0).mean() / tokens_mean.std(0).mean()
-    assert 0.5 < ratio < 2.0, ratio
+    # identity value/output maps: exactly the tokens' mean (Xavier maps learned as slowly as frozen
+    # attention; a std-0.02 init kept ~0.05 of the clip-specific signal)
+    torch.testing.assert_close(pooled, tokens_mean, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["elastic_attn", "elastic_mean", "ast"])
