@@ -118,11 +118,14 @@ class _Trainer:
         self.health: HealthCheck | None = None
         self.stopped = False  # the max_minutes budget ended the run
         self.fallback: Batch | None = None  # the last readable batch (stands in for an unreadable one)
+        self.grid_tokens: int | None = None  # set by build()
 
     def build(self) -> None:
         """Build model, data and optimiser; load the resumed state."""
         self.s: TrainSetup = build_setup(self.cfg, self.info, self.run_dir, self.runlog)
         self.health = HealthCheck(self.s.chance_loss, self.cfg.health_check_steps)
+        # patch tokens per clip of a grid model (packed batches count their own real tokens)
+        self.grid_tokens = None if self.s.packed else contract_of(self.s.model).grid_tokens
         if self.resume_from is not None:
             s = self.s
             self.progress, self.runlog.bad_count = st.load_resume(
@@ -151,10 +154,9 @@ class _Trainer:
 
     def _tokens(self, micro: list[Batch], clips: int) -> int:
         """Patch tokens of a step: the real tokens of packed batches, ``grid_tokens`` per clip of a grid model."""
-        per_clip = contract_of(self.s.model).grid_tokens
-        if self.s.packed or per_clip is None:
+        if self.grid_tokens is None:
             return sum(b.num_tokens for b in micro)
-        return clips * per_clip
+        return clips * self.grid_tokens
 
     def _validate(self) -> None:
         """Validation on rank 0: log it, keep the best (``best/`` with ``keep_best``)."""
