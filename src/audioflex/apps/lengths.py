@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from audioflex.audio.io import AudioError, load_audio
-from audioflex.evaluate.lengths import EvalItem, LengthReport, fit_length, target_matrix
+from audioflex.evaluate.lengths import EvalItem, LengthReport, fit_length, length_row, target_matrix
 from audioflex.evaluate.metrics import clip_metrics
 from audioflex.inference.pipeline import Pipeline, check_frame_shift
 
@@ -98,12 +98,8 @@ def evaluate_lengths(
             if progress is not None:
                 progress(len(fitted))
             m = _metrics(scores, y, multilabel)
-            row = {
-                "length_s": length,
-                "frame_shift_ms": shift if shift is not None else pipe.frontend.config.hop_s * 1000,
-                **{k: v for k, v in m.items() if isinstance(v, (int, float))},
-            }
-            report.rows.append(row)
+            shift_ms = shift if shift is not None else pipe.frontend.config.hop_s * 1000
+            report.rows.append(length_row(length, shift_ms, m))
     return report
 
 

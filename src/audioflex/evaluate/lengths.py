@@ -57,6 +57,16 @@ def fit_length(wave: torch.Tensor, samples: int | None, *, pad: bool = True) -> 
     return torch.nn.functional.pad(wave, (0, samples - wave.numel()))
 
 
+def length_row(length_s: float | None, frame_shift_ms: float, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One row of a :class:`LengthReport`: the setting and the numeric entries of ``metrics``
+    (:func:`~audioflex.evaluate.metrics.clip_metrics`)."""
+    return {
+        "length_s": length_s,
+        "frame_shift_ms": frame_shift_ms,
+        **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+    }
+
+
 def target_matrix(items: Sequence[EvalItem], num_classes: int) -> np.ndarray:
     """Multi-hot ``[N, C]`` targets."""
     y = np.zeros((len(items), num_classes), dtype=np.float32)

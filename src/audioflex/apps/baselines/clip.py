@@ -26,7 +26,7 @@ from audioflex.apps.baselines.common import baseline_logmel, clip_logmel
 from audioflex.audio.frontend.logmel import LogMel
 from audioflex.audio.io import AudioError
 from audioflex.data.records import ClipRecord
-from audioflex.evaluate.lengths import LengthReport
+from audioflex.evaluate.lengths import EvalItem, LengthReport, length_row, target_matrix
 from audioflex.evaluate.metrics import clip_metrics
 
 logger = logging.getLogger(__name__)
@@ -76,11 +76,10 @@ def _read(
 
 
 def _targets(records: Sequence[ClipRecord], labels: Sequence[str]) -> np.ndarray:
+    """Multi-hot ``[N, C]`` (int64) of the records' labels in ``labels`` order."""
     index = {n: i for i, n in enumerate(labels)}
-    y = np.zeros((len(records), len(labels)), dtype=np.int64)
-    for i, r in enumerate(records):
-        y[i, [index[lab] for lab in r.labels]] = 1
-    return y
+    items = [EvalItem(r.path, tuple(index[lab] for lab in r.labels)) for r in records]
+    return target_matrix(items, len(labels)).astype(np.int64)
 
 
 def fit_clip_baseline(
@@ -140,9 +139,5 @@ def evaluate_clip_baseline(
     for length in lengths_s:
         cropped = specs if length is None else [s[: max(1, round(length * frames_per_s))] for s in specs]
         m = clip_metrics(model.predict(cropped), y, model.multilabel)
-        report.rows.append({
-            "length_s": length,
-            "frame_shift_ms": model.logmel.config.hop_s * 1000,
-            **{k: v for k, v in m.items() if isinstance(v, (int, float))},
-        })
+        report.rows.append(length_row(length, model.logmel.config.hop_s * 1000, m))
     return report
