@@ -162,6 +162,13 @@ class ClipRecord:
         if not self.id:
             object.__setattr__(self, "id", self.path.stem)
 
+    def read_seconds(self, max_seconds: float | None = None) -> float | None:
+        """Seconds to read from ``start``: to ``end`` (None: to the end of the file), at most ``max_seconds``."""
+        span = None if self.end is None else self.end - self.start
+        if max_seconds is not None:
+            span = max_seconds if span is None else min(span, max_seconds)
+        return span
+
     @property
     def clip_duration(self) -> float | None:
         """Seconds the clip spans (``end - start``, else ``duration - start``), if known."""

@@ -64,10 +64,7 @@ def measure(records: list[ClipRecord], config: KaldiFbankConfig, max_seconds: fl
 
     def waves():
         for r in records:
-            span = None if r.end is None else r.end - r.start
-            if max_seconds is not None:
-                span = max_seconds if span is None else min(span, max_seconds)
-            yield load_audio(r.path, config.sample_rate, offset=r.start, duration=span)
+            yield load_audio(r.path, config.sample_rate, offset=r.start, duration=r.read_seconds(max_seconds))
 
     return compute_norm_stats(waves(), config)
 

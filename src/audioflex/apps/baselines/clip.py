@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from audioflex.apps.baselines.common import baseline_logmel, clip_logmel
+from audioflex.apps.baselines.common import baseline_logmel, clip_logmel, read_each
 from audioflex.audio.frontend.logmel import LogMel
-from audioflex.audio.io import AudioError
 from audioflex.data.records import ClipRecord
 from audioflex.evaluate.lengths import EvalItem, LengthReport, length_row, target_matrix
 from audioflex.evaluate.metrics import clip_metrics
@@ -60,18 +59,9 @@ def _read(
     logmel: LogMel, records: Sequence[ClipRecord], max_seconds: float | None, progress: Callable[[int], Any] | None
 ) -> tuple[list[np.ndarray], list[ClipRecord], list[str]]:
     """Log-mel ``[T, F]`` of each readable record, the records kept, the paths skipped (logged)."""
-    specs, kept, skipped = [], [], []
-    for rec in records:
-        try:
-            spec, _ = clip_logmel(logmel, rec, max_seconds)
-        except (AudioError, OSError) as e:
-            logger.warning("baseline: skipping %s (%s)", rec.path, e)
-            skipped.append(str(rec.path))
-            continue
-        specs.append(spec)
-        kept.append(rec)
-        if progress is not None:
-            progress(1)
+    done, skipped = read_each(records, lambda rec: clip_logmel(logmel, rec, max_seconds)[0], progress)
+    specs = [spec for _, spec in done]
+    kept = [records[i] for i, _ in done]
     return specs, kept, skipped
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 import numpy as np
 import torch
 
 from audioflex.audio.frontend.logmel import LogMel, LogMelConfig
-from audioflex.audio.io import load_audio
+from audioflex.audio.io import AudioError, load_audio
 from audioflex.data.records import ClipRecord
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def baseline_logmel(sample_rate: int = 16000, n_mels: int = 64) -> LogMel:
@@ -22,10 +30,25 @@ def baseline_logmel(sample_rate: int = 16000, n_mels: int = 64) -> LogMel:
 def clip_logmel(logmel: LogMel, record: ClipRecord, max_seconds: float | None = None) -> tuple[np.ndarray, float]:
     """The clip's log-mel ``[T, F]`` (from ``record.start``, at most ``max_seconds``) and its duration (s)."""
     sr = logmel.config.sample_rate
-    span = None if record.end is None else record.end - record.start
-    if max_seconds is not None:
-        span = max_seconds if span is None else min(span, max_seconds)
-    wave = load_audio(record.path, sr, offset=record.start, duration=span)
+    wave = load_audio(record.path, sr, offset=record.start, duration=record.read_seconds(max_seconds))
     with torch.no_grad():
         spec, _ = logmel(wave[None])
     return spec[0].numpy().T, wave.shape[-1] / sr
+
+
+def read_each(
+    records: Sequence[ClipRecord], read: Callable[[ClipRecord], T], progress: Callable[[int], Any] | None = None
+) -> tuple[list[tuple[int, T]], list[str]]:
+    """``read`` every record: ``(index, result)`` of the readable ones and the paths of the others
+    (each logged; the rest are still read). ``progress(1)`` after each readable record."""
+    done, skipped = [], []
+    for i, rec in enumerate(records):
+        try:
+            done.append((i, read(rec)))
+        except (AudioError, OSError) as e:
+            logger.warning("baseline: skipping %s (%s)", rec.path, e)
+            skipped.append(str(rec.path))
+            continue
+        if progress is not None:
+            progress(1)
+    return done, skipped

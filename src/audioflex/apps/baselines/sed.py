@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from audioflex.apps.baselines.common import baseline_logmel, clip_logmel
+from audioflex.apps.baselines.common import baseline_logmel, clip_logmel, read_each
 from audioflex.apps.sed import evaluate_scorer
 from audioflex.audio.frontend.logmel import LogMel
-from audioflex.audio.io import AudioError
 from audioflex.data.records import ClipRecord, Event
 from audioflex.data.targets import events_to_frame_targets
 from audioflex.evaluate.tuning import FrameSet
@@ -70,18 +69,11 @@ class FrameBaseline:
     def score(self, records: Sequence[ClipRecord], progress: Callable[[int], Any] | None = None
               ) -> tuple[dict[str, FrameSet], dict[str, list[Event]], list[str]]:
         """:data:`audioflex.apps.sed.Scorer` of this baseline (unreadable files logged and left out)."""
-        frames, reference, skipped = {}, {}, []
         keep = set(self.labels)
-        for key, rec in zip(audio_ids(records), records):
-            try:
-                frames[key] = self.frame_set(rec)
-            except (AudioError, OSError) as e:
-                logger.warning("baseline: skipping %s (%s)", rec.path, e)
-                skipped.append(str(rec.path))
-                continue
-            reference[key] = [e for e in rec.events if e.label in keep]
-            if progress is not None:
-                progress(1)
+        keys = audio_ids(records)
+        done, skipped = read_each(records, self.frame_set, progress)
+        frames = {keys[i]: fs for i, fs in done}
+        reference = {keys[i]: [e for e in records[i].events if e.label in keep] for i, _ in done}
         return frames, reference, skipped
 
 
@@ -102,18 +94,10 @@ def fit_frame_baseline(
     if not strong:
         raise ValueError("baseline: the training clips carry no strong labels (events)")
     logmel = baseline_logmel(sample_rate)
-    xs, ys = [], []
-    for rec in strong:
-        try:
-            feats, _ = _features(logmel, rec, hop_s, context)
-        except (AudioError, OSError) as e:
-            logger.warning("baseline: skipping %s (%s)", rec.path, e)
-            continue
-        events = [e for e in rec.events if e.label in labels]
-        xs.append(feats)
-        ys.append(events_to_frame_targets(events, labels, feats.shape[0], hop_s))
-        if progress is not None:
-            progress(1)
+    done, _ = read_each(strong, lambda rec: _features(logmel, rec, hop_s, context)[0], progress)
+    xs = [feats for _, feats in done]
+    ys = [events_to_frame_targets([e for e in strong[i].events if e.label in labels], labels, feats.shape[0], hop_s)
+          for i, feats in done]
     if not xs:
         raise ValueError("baseline: none of the training clips could be read")
     x, y = np.concatenate(xs), np.concatenate(ys)
