@@ -90,6 +90,14 @@ def evaluate_all(args: argparse.Namespace, runs: dict[tuple[str, int], Path]) ->
     return json.loads(report.read_text())
 
 
+def _length(length_s: float | None) -> str:
+    return "native" if length_s is None else f"{length_s:g} s"
+
+
+def _key(length_s: float | None, shift_ms: float) -> str:
+    return f"{_length(length_s)} @ {shift_ms:g} ms"
+
+
 def table(args: argparse.Namespace, runs: dict[tuple[str, int], Path], reports: list[dict]) -> tuple[str, dict]:
     by_ck: dict[str, list[dict]] = {}
     for rep in reports:
@@ -100,11 +108,9 @@ def table(args: argparse.Namespace, runs: dict[tuple[str, int], Path], reports: 
     cells: dict[str, dict[str, list[float]]] = {}
     for (name, _seed), run in runs.items():
         for row in by_ck.get(str(run / "last"), []):
-            key = f"{'native' if row['length_s'] is None else format(row['length_s'], 'g') + ' s'} @ " \
-                  f"{row['frame_shift_ms']:g} ms"
-            cells.setdefault(name, {}).setdefault(key, []).append(row[metric])
+            cells.setdefault(name, {}).setdefault(_key(row["length_s"], row["frame_shift_ms"]), []).append(row[metric])
     base_rows = [r for rep in reports if not rep["checkpoint"] for r in rep["rows"]]
-    keys = [f"{'native' if ln is None else format(ln, 'g') + ' s'} @ {s:g} ms" for ln, s in cols]
+    keys = [_key(ln, s) for ln, s in cols]
     lines = [f"| model | {' | '.join(keys)} |", "|---" * (len(keys) + 1) + "|"]
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in names:
@@ -119,11 +125,9 @@ def table(args: argparse.Namespace, runs: dict[tuple[str, int], Path], reports: 
             summary.setdefault(name, {})[k] = {"mean": mean, "std": spread, "n": len(v)}
             out.append(f"{mean:.3f} ± {spread:.3f}" if len(v) > 1 else f"{mean:.3f}")
         lines.append(f"| {name} | {' | '.join(out)} |")
-    base = {}
-    for r in base_rows:
-        base[f"{'native' if r['length_s'] is None else format(r['length_s'], 'g') + ' s'}"] = r[metric]
-    bl = [f"{base[k.split(' @ ')[0]]:.3f}" if k.endswith("@ 10 ms") and k.split(" @ ")[0] in base else "-"
-          for k in keys]
+    base = {_length(r["length_s"]): r[metric] for r in base_rows}
+    base_cells = {_key(r["length_s"], r["frame_shift_ms"]): r[metric] for r in base_rows}
+    bl = [f"{base_cells[k]:.3f}" if k in base_cells else "-" for k in keys]
     lines.append(f"| log-mel stats + LR (10 ms) | {' | '.join(bl)} |")
     summary["baseline"] = base
     head = (f"{metric} on fold {args.test_fold} of {args.data} (train: the other folds), mean ± std over seeds "
