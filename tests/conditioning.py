@@ -39,6 +39,7 @@ def logmel_bound(
     scale: float = 1.0,
     floor: float = 0.0,
     offset: float = 0.0,
+    weight_error: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bound on ``|a - b|`` for two float32 computations of ``scale * log(max(E, floor) + offset)``.
 
@@ -48,6 +49,9 @@ def logmel_bound(
         n_fft: DFT size of the frames.
         scale, floor, offset: the log step (kaldi: 1, float32 eps, 0; PaSST: 1/5, 0, 1e-5;
             HTS-AT dB: 10/ln 10, amin, 0).
+        weight_error: ``[F, K]`` how far an implementation's mel weights may be from exact (a
+            reference that evaluates them in float32: ``kaldi.mel_bank_rounding``); adds
+            ``weight_error @ power`` to the mel sum's error.
 
     Returns:
         ``[F, T]`` float64 bound per entry.
@@ -64,6 +68,8 @@ def logmel_bound(
     w = mel.double()
     energy = w @ p
     de = w @ dp + U * math.log2(k) * energy
+    if weight_error is not None:
+        de = de + weight_error.double() @ p
     value = energy.clamp_min(floor) + offset
     one = abs(scale) * de / ((energy - de).clamp_min(floor) + offset)
     log_rounding = 8 * U * abs(scale) * (1 + value.clamp_min(1e-300).log().abs())

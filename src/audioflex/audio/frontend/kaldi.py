@@ -137,25 +137,45 @@ def _mel(freq: torch.Tensor | float) -> Any:
 
 
 def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: int, low_freq: float, high_freq: float) -> torch.Tensor:
-    """HTK-mel triangles as kaldi builds them (float32), ``[num_bins, n_fft // 2 + 1]``.
+    """HTK-mel triangles as kaldi builds them, ``[num_bins, n_fft // 2 + 1]`` float32.
 
-    The last FFT bin (Nyquist) gets weight 0, as in kaldi.
+    Evaluated in float64 and rounded once: kaldi/torchaudio evaluate them in float32, where the
+    vectorised ``log`` differs by an ulp between CPUs (AVX2 vs AVX-512) and the weights by up to
+    ``~u * mel / band width`` (see :func:`mel_bank_rounding`). The last FFT bin (Nyquist) gets
+    weight 0, as in kaldi.
     """
+    left, center, right, mel = _mel_grid(num_bins, n_fft, sample_rate, low_freq, high_freq)
+    up = (mel - left) / (center - left)
+    down = (right - mel) / (right - center)
+    banks = torch.clamp_min(torch.min(up, down), 0.0)
+    return F.pad(banks, (0, 1), mode="constant", value=0.0).to(torch.float32)
+
+
+def mel_bank_rounding(num_bins: int, n_fft: int, sample_rate: int, low_freq: float, high_freq: float) -> torch.Tensor:
+    """``[num_bins, n_fft // 2 + 1]`` float64: how far a float32 evaluation of the kaldi weights
+    (kaldi, torchaudio) may be from the exact ones: ``u * (2 m + 2 c + r) / delta`` on and just
+    around each triangle (``m`` the bin's mel value, ``c``/``r`` the band's centre/right edge,
+    ``delta`` its half width, ``u = 2^-24``). Parity tests add it to their conditioning bounds."""
+    left, center, right, mel = _mel_grid(num_bins, n_fft, sample_rate, low_freq, high_freq)
+    delta = center - left
+    err = 2.0**-24 * (2 * mel + 2 * center + right) / delta
+    near = (mel >= left - err * delta) & (mel <= right + err * delta)
+    return F.pad(torch.where(near, err, 0.0), (0, 1), mode="constant", value=0.0)
+
+
+def _mel_grid(
+    num_bins: int, n_fft: int, sample_rate: int, low_freq: float, high_freq: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float64 band edges ``[num_bins, 1]`` (left, centre, right) and bin mel values ``[1, n_fft // 2]``."""
     nyquist = 0.5 * sample_rate
     if high_freq <= 0.0:
         high_freq += nyquist
     fft_bin_width = sample_rate / n_fft
     mel_low, mel_high = _mel(low_freq), _mel(high_freq)
     delta = (mel_high - mel_low) / (num_bins + 1)
-    b = torch.arange(num_bins, dtype=torch.float32).unsqueeze(1)
-    left = mel_low + b * delta
-    center = mel_low + (b + 1.0) * delta
-    right = mel_low + (b + 2.0) * delta
-    mel = _mel(fft_bin_width * torch.arange(n_fft // 2, dtype=torch.float32)).unsqueeze(0)
-    up = (mel - left) / (center - left)
-    down = (right - mel) / (right - center)
-    banks = torch.max(torch.zeros(1, dtype=torch.float32), torch.min(up, down))
-    return F.pad(banks, (0, 1), mode="constant", value=0.0)
+    b = torch.arange(num_bins, dtype=torch.float64).unsqueeze(1)
+    mel = _mel(fft_bin_width * torch.arange(n_fft // 2, dtype=torch.float64)).unsqueeze(0)
+    return mel_low + b * delta, mel_low + (b + 1.0) * delta, mel_low + (b + 2.0) * delta, mel
 
 
 class KaldiFbank(Frontend):
