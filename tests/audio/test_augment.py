@@ -14,6 +14,7 @@ from audioflex.audio.augment import (
     mixup,
     random_crop,
     random_gain,
+    random_time_shift,
     sample_beta,
     sample_crop,
     sample_frame_shift,
@@ -192,6 +193,25 @@ def test_random_gain_range_and_determinism() -> None:
     assert random_gain(torch.ones(50), 0.0, 0.0).eq(1.0).all()
     with pytest.raises(ValueError, match="min_db"):
         random_gain(wave, 3.0, -3.0)
+
+
+def test_random_time_shift_is_a_circular_shift_within_range() -> None:
+    wave = torch.arange(1000.0)
+    shifts = set()
+    g = gen(0)
+    for _ in range(200):
+        out = random_time_shift(wave, 50, generator=g)
+        k = int(out.argmin())  # where sample 0 went: the shift, modulo the length
+        k = k - 1000 if k > 500 else k
+        assert -50 <= k <= 50 and torch.equal(out, torch.roll(wave, k))
+        shifts.add(k)
+    assert min(shifts) < -40 and max(shifts) > 40  # the range is used, both ways
+    assert torch.equal(random_time_shift(wave, 50, generator=gen(1)), random_time_shift(wave, 50, generator=gen(1)))
+    assert random_time_shift(wave, 0) is wave
+    with pytest.raises(ValueError, match="max_shift"):
+        random_time_shift(wave, -1)
+    with pytest.raises(ValueError, match=r"wave \[T\]"):
+        random_time_shift(wave.view(2, 500), 5)
 
 
 def test_random_crop_lengths() -> None:

@@ -69,6 +69,22 @@ def test_native_cap_random_in_train_start_or_centre_in_eval(clips: list[ClipReco
     assert uncapped[0][0].shape[0] == 2 * SR
 
 
+def test_time_shift_rolls_training_clips_only(clips: list[ClipRecord]) -> None:
+    plain = WaveformDataset(clips, LABELS, sample_rate=SR, train=False, time_shift_ms=200)[2][0]
+    train = WaveformDataset(clips, LABELS, sample_rate=SR, train=True, time_shift_ms=200, seed=4)
+    shifts = set()
+    for epoch in range(6):
+        train.set_epoch(epoch)
+        w = train[2][0]
+        k = int(w.argmin())  # the ramp's first sample (0.0) marks the shift
+        k = k - SR if k > SR // 2 else k
+        assert abs(k) <= SR // 5 and torch.equal(w, torch.roll(plain, k))  # at most 200 ms, circular
+        shifts.add(k)
+    assert len(shifts) > 1  # a new shift each epoch
+    with pytest.raises(ValueError, match="time_shift_ms"):
+        WaveformDataset(clips, LABELS, sample_rate=SR, time_shift_ms=-1)
+
+
 def test_targets_multi_hot_and_index(clips: list[ClipRecord]) -> None:
     ds = WaveformDataset(clips, LABELS, sample_rate=SR)
     assert ds[2][1].tolist() == [1.0, 0.0, 1.0]

@@ -82,6 +82,8 @@ def test_sed_select_other_metric_and_bad_name(strong: Path, tmp_path: Path) -> N
     assert res.metric_name == "frame_mAP" and row["primary"] == row["frame_mAP"]
     with pytest.raises(ValueError, match="sed.select: use one of onset_f1"):
         train(_cfg(strong, tmp_path / "bad", sed={"frame_weight": 0.7, "select": "accuracy"}))
+    with pytest.raises(ValueError, match="augment.time_shift_ms moves the audio but not its event times"):
+        train(_cfg(strong, tmp_path / "shift", augment={"time_shift_ms": 100}))
 
 
 def test_clip_only_run_still_selects_by_clip_metric(strong: Path, tmp_path: Path) -> None:

@@ -379,6 +379,25 @@ def random_gain(
     return out[0] if single else out
 
 
+def random_time_shift(
+    wave: torch.Tensor, max_shift: int, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Circularly shift a clip ``wave [T]`` by a whole number of samples drawn uniformly from
+    ``[-max_shift, max_shift]`` (keyword spotting: the word may sit anywhere in its window).
+
+    The wrap-around keeps the clip's length and level; use it on fixed-length clips whose labels
+    hold for the whole clip, never with time-aligned (strong) labels.
+    """
+    if max_shift < 0:
+        raise ValueError(f"random_time_shift: max_shift must be >= 0 samples, got {max_shift}")
+    if wave.ndim != 1:
+        raise ValueError(f"random_time_shift: expected wave [T], got {list(wave.shape)}")
+    if max_shift == 0 or wave.shape[0] < 2:
+        return wave
+    k = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=generator))
+    return torch.roll(wave, k)
+
+
 def sample_crop(
     total: float,
     length: float | tuple[float, float],

@@ -165,6 +165,11 @@ def frame_target_spec(
             "sed.frame_weight > 0: mixup has no aligned frame targets; set augment.mixup_alpha=0 for strong-label "
             "training"
         )
+    if cfg.augment.time_shift_ms > 0:
+        raise ValueError(
+            "sed.frame_weight > 0: augment.time_shift_ms moves the audio but not its event times; set it to 0 for "
+            "strong-label training"
+        )
     if contract.frame_step_frames is None:
         if contract.packed:
             raise ValueError(

@@ -159,6 +159,8 @@ class AugmentConfig:
     """Train-time augmentation. ``time_mask`` is in frames at 10 ms (scaled to each clip's shift).
 
     ``frame_shifts_ms``: random resolution (ElasticAST: ``[10, 12, ..., 40]``); empty = fixed.
+    ``time_shift_ms``: circularly shift each training clip by up to this many ms either way (the
+    word of a keyword clip moves inside its window; clip labels only, refused with strong labels).
     """
 
     freq_mask: int = 0
@@ -168,6 +170,7 @@ class AugmentConfig:
     mixup_alpha: float = 0.0
     mixup_prob: float = 1.0
     gain_db: float = 0.0
+    time_shift_ms: float = 0.0
     frame_shifts_ms: list[float] = field(default_factory=list)
 
 

@@ -195,6 +195,7 @@ def train_dataset(
     window, _ = clip_windows(cfg, frontend, packed)
     waves = WaveformDataset(
         plan.train_records, plan.labels, sample_rate=frontend.sample_rate, train=True, gain_db=aug.gain_db,
+        time_shift_ms=aug.time_shift_ms,
         seed=cfg.seed, **window,
     )
     return SpectrogramDataset(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from audioflex.audio.augment import random_gain, sample_crop
+from audioflex.audio.augment import random_gain, random_time_shift, sample_crop
 from audioflex.audio.io import AudioError, load_audio_with_info, truncation_note
 from audioflex.data.datasets.items import CROP, MIX, BadClip, clip_generator
 from audioflex.data.records import ClipRecord, LabelSet
@@ -63,6 +63,7 @@ class WaveformDataset(Dataset):
         eval_crop: str = "start",
         target: str = "multi_hot",
         gain_db: float = 0.0,
+        time_shift_ms: float = 0.0,
         seed: int = 0,
     ) -> None:
         if max_seconds is not None and clip_seconds is not None:
@@ -82,6 +83,9 @@ class WaveformDataset(Dataset):
         self.eval_crop = eval_crop
         self.target = target
         self.gain_db = float(gain_db)
+        if not time_shift_ms >= 0:
+            raise ValueError(f"WaveformDataset: time_shift_ms must be >= 0, got {time_shift_ms}")
+        self.max_shift = int(round(time_shift_ms * self.sample_rate / 1000.0))
         self.seed = int(seed)
         self.epoch = 0
 
@@ -158,6 +162,8 @@ class WaveformDataset(Dataset):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         if self.train and self.gain_db > 0:
             wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
+        if self.train and self.max_shift > 0:
+            wave = random_time_shift(wave, self.max_shift, generator=g)
         meta: dict[str, Any] = {
             "index": index,
             "id": r.id,
