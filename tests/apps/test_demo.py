@@ -15,9 +15,17 @@ def test_quick_demo_writes_report_plot_and_checkpoints(tmp_path):
     text = result.report.read_text()
     assert "## elastic_ast_tiny: test accuracy" in text and "## ast_tiny: test accuracy" in text
     assert "| 40 ms |" in text and result.plot.stat().st_size > 10_000
-    for ck in result.checkpoints.values():
-        assert (ck / "model.safetensors").is_file() and json.loads((ck / "config.json").read_text())["labels"]
+    assert "seed 0: ElasticAST minus AST" in text and "seed 1: ElasticAST minus AST" in text and " ± " in text
+    for runs in result.checkpoints.values():
+        assert len(runs) == 2 and len(set(runs)) == 2  # one checkpoint per seed
+        for ck in runs:
+            assert (ck / "model.safetensors").is_file() and json.loads((ck / "config.json").read_text())["labels"]
     rows = json.loads((tmp_path / "demo" / "evaluation.json").read_text())
     assert {r["name"] for r in rows} == {"elastic_ast_tiny", "ast_tiny"}
     assert all(len(r["rows"]) == 4 for r in rows)  # 2 lengths x 2 frame shifts
+    for r in rows:  # the mean and std of the per-seed values
+        for row in r["rows"]:
+            per_seed = row["accuracy_seeds"]
+            assert len(per_seed) == 2 and row["accuracy"] == pytest.approx(sum(per_seed) / 2)
+            assert row["accuracy_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
     assert set(result.accuracy["elastic_ast_tiny"]) == {"1s@10ms", "2s@10ms", "1s@40ms", "2s@40ms"}

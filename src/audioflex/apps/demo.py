@@ -1,12 +1,14 @@
-"""The built-in demo (``audioflex demo`` / ``make demo``): the first seed's claim on synthetic data.
+"""The built-in demo (``audioflex demo`` / ``make demo``): the ElasticAST claim on synthetic data,
+over several training seeds.
 
 1. Generate the demo dataset (8 classes, natural lengths 0.5–10 s; :mod:`audioflex.data.demo`).
 2. Compute the fbank normalisation stats of its training split (``compute_norm_stats``).
-3. Train ``elastic_ast_tiny`` on native lengths with random frame shifts (10–40 ms), packed.
-4. Train a fixed-length ``ast_tiny`` baseline (one input length, 10 ms) on the same data.
-5. Evaluate both at lengths 1, 2, 5, 10 s and frame shifts 10, 20, 30, 40 ms on the test split.
-6. Write ``report.md``, ``accuracy_vs_length.png``, ``evaluation.json`` and both checkpoints,
-   then tag one test file.
+3. Train ``elastic_ast_tiny`` on native lengths with random frame shifts (10–40 ms), packed, once
+   per seed.
+4. Train a fixed-length ``ast_tiny`` baseline (one input length, 10 ms) on the same data, once per seed.
+5. Evaluate every run at lengths 1, 2, 5, 10 s and frame shifts 10, 20, 30, 40 ms on the test split.
+6. Write ``report.md`` (mean ± std over the seeds), ``accuracy_vs_length.png``, ``evaluation.json``
+   (means, stds and per-seed values) and the checkpoints, then tag one test file.
 
 Both models are shrunk in depth for a 2-core CPU (``DemoSettings``); everything else is the
 registered architecture. The report states what was measured, whichever way it comes out.
@@ -27,14 +29,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DemoSettings:
-    """Knobs of the demo run (defaults fit ~15 minutes on 2 CPU cores)."""
+    """Knobs of the demo run (defaults fit ~15 minutes on 2 CPU cores). ``seeds``: one training of
+    each model per seed (the data are the same for all: ``data_seed``)."""
 
     train_per_class: int = 150
     valid_per_class: int = 10
     test_per_class: int = 20
-    depth: int = 6
-    elastic_steps: int = 600
-    ast_steps: int = 300
+    depth: int = 4
+    elastic_steps: int = 400
+    ast_steps: int = 200
     elastic_max_tokens: int = 1024
     ast_batch_size: int = 16
     ast_seconds: float = 5.12
@@ -42,7 +45,8 @@ class DemoSettings:
     lr: float = 5e-4
     lengths_s: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
     frame_shifts_ms: list[float] = field(default_factory=lambda: [10.0, 20.0, 30.0, 40.0])
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data_seed: int = 1234
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -56,6 +60,7 @@ class DemoSettings:
             ast_steps=2,
             lengths_s=[1.0, 2.0],
             frame_shifts_ms=[10.0, 40.0],
+            seeds=[0, 1],
         )
 
 
@@ -66,19 +71,19 @@ class DemoResult:
     out_dir: Path
     report: Path
     plot: Path
-    checkpoints: dict[str, Path]
-    accuracy: dict[str, dict[str, float]]
+    checkpoints: dict[str, list[Path]]  # model -> one checkpoint per seed
+    accuracy: dict[str, dict[str, float]]  # model -> setting -> mean over the seeds
     seconds: float
 
 
 def _train_config(
-    name: str, manifest: Path, out: Path, s: DemoSettings, frontend: dict[str, Any], labels: list[str]
+    name: str, manifest: Path, out: Path, s: DemoSettings, frontend: dict[str, Any], labels: list[str], seed: int
 ) -> dict[str, Any]:
     data_opts = {"labels": labels}
     common = {
         "frontend": frontend,
         "optim": {"name": "adamw", "lr": s.lr, "weight_decay": 0.05, "warmup_steps": 30, "schedule": "cosine"},
-        "seed": s.seed,
+        "seed": seed,
         "device": "cpu",
         "amp": "no",
         "out_dir": str(out),
@@ -129,7 +134,7 @@ def run_demo(
     from audioflex.audio.frontend.kaldi import KaldiFbankConfig, compute_norm_stats
     from audioflex.data.demo import CLASSES, DemoSpec, make_demo_dataset
     from audioflex.data.readers import read_dataset
-    from audioflex.evaluate.lengths import EvalItem, plot_reports, write_json
+    from audioflex.evaluate.lengths import EvalItem, mean_over_seeds, plot_reports, write_json
     from audioflex.inference.pipeline import Pipeline
     from audioflex.train import train
 
@@ -137,10 +142,12 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    torch.manual_seed(s.seed)
+    torch.manual_seed(s.data_seed)
+    if not s.seeds:
+        raise ValueError("DemoSettings.seeds: give at least one training seed")
 
     say("1/6 generating the demo dataset (8 classes, 0.5-10 s clips)")
-    spec = DemoSpec(s.train_per_class, s.valid_per_class, s.test_per_class, seed=1234 + s.seed, test_seconds=10.0)
+    spec = DemoSpec(s.train_per_class, s.valid_per_class, s.test_per_class, seed=s.data_seed, test_seconds=10.0)
     manifest = make_demo_dataset(out / "data", spec)
     ds = read_dataset(manifest, labels=list(CLASSES))
     train_recs = ds.select(split="train")
@@ -153,39 +160,48 @@ def run_demo(
     say(f"    mean {mean:.3f}, std {std:.3f}")
 
     labels = list(CLASSES)
-    ckpts: dict[str, Path] = {}
-    timings: dict[str, float] = {}
+    ckpts: dict[str, list[Path]] = {}
+    timings: dict[str, list[float]] = {}
     for step, name in (("3/6", "elastic_ast_tiny"), ("4/6", "ast_tiny")):
         kind = (
             "native lengths, random 10-40 ms frame shifts"
             if name.startswith("elastic")
             else (f"fixed {s.ast_seconds:g} s input at 10 ms")
         )
-        say(f"{step} training {name} ({kind})")
-        t = time.perf_counter()
-        result = train(_train_config(name, manifest, out / name, s, frontend, labels))
-        timings[name] = time.perf_counter() - t
-        ckpts[name] = result.best_checkpoint or result.last_checkpoint
-        say(
-            f"    {result.steps} steps in {timings[name]:.0f} s; best valid {result.metric_name} "
-            f"{result.best_metric if result.best_metric is not None else float('nan'):.3f}"
-        )
+        say(f"{step} training {name} ({kind}), seed(s) {', '.join(map(str, s.seeds))}")
+        for seed in s.seeds:
+            t = time.perf_counter()
+            result = train(_train_config(name, manifest, out / f"seed{seed}" / name, s, frontend, labels, seed))
+            timings.setdefault(name, []).append(time.perf_counter() - t)
+            ckpts.setdefault(name, []).append(result.best_checkpoint or result.last_checkpoint)
+            best = result.best_metric if result.best_metric is not None else float("nan")
+            say(
+                f"    seed {seed}: {result.steps} steps in {timings[name][-1]:.0f} s; best valid "
+                f"{result.metric_name} {best:.3f}"
+            )
 
     say("5/6 evaluating at lengths x frame shifts on the test split")
     index = {n: i for i, n in enumerate(labels)}
     items = [EvalItem(r.path, tuple(index[lab] for lab in r.labels)) for r in test_recs]
     reports = []
-    for name, ck in ckpts.items():
-        reports.append(evaluate_lengths(ck, items, lengths_s=s.lengths_s, frame_shifts_ms=s.frame_shifts_ms, name=name))
+    for name, runs in ckpts.items():
+        per_seed = [
+            evaluate_lengths(ck, items, lengths_s=s.lengths_s, frame_shifts_ms=s.frame_shifts_ms, name=name)
+            for ck in runs
+        ]
+        reports.append(mean_over_seeds(name, per_seed))
     write_json(reports, out / "evaluation.json")
-    plot = plot_reports(reports, out / "accuracy_vs_length.png", title="demo: test accuracy vs evaluation length")
+    plot = plot_reports(
+        reports, out / "accuracy_vs_length.png",
+        title=f"demo: test accuracy vs evaluation length (mean of {len(s.seeds)} seed(s))",
+    )
     acc = {
         r.name: {f"{row['length_s']:g}s@{row['frame_shift_ms']:g}ms": row["accuracy"] for row in r.rows}
         for r in reports
     }
 
     say("6/6 tagging one test file")
-    pipe = Pipeline.from_checkpoint(ckpts["elastic_ast_tiny"])
+    pipe = Pipeline.from_checkpoint(ckpts["elastic_ast_tiny"][0])
     sample = test_recs[0]
     tags = pipe.tag(sample.path, top_k=3)
     tag_line = ", ".join(f"{t.label} {t.score:.2f}" for t in tags)
@@ -196,6 +212,10 @@ def run_demo(
     report.write_text(_report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, std))
     (out / "settings.json").write_text(json.dumps(asdict(s), indent=2) + "\n")
     return DemoResult(out, report, plot, ckpts, acc, seconds)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _gap_line(el: Any, fx: Any) -> str:
@@ -213,7 +233,26 @@ def _gap_line(el: Any, fx: Any) -> str:
         parts.append(f"at other frame shifts {min(away):+.3f} to {max(away):+.3f} (mean {mean:+.3f})")
     wins = sum(g >= -0.01 for _, g in gaps)
     tail = f"ElasticAST within 1 point or better in {wins}/{len(gaps)} settings"
-    return f"- ElasticAST minus AST: {'; '.join(parts)}; {tail}."
+    return f"- ElasticAST minus AST (means over the seeds): {'; '.join(parts)}; {tail}."
+
+
+def _seed_gap_lines(el: Any, fx: Any, seeds: list[int]) -> list[str]:
+    """Per seed: ElasticAST minus AST, averaged over the lengths at 10 ms and at the other shifts."""
+    f = {(r["length_s"], r["frame_shift_ms"]): r["accuracy_seeds"] for r in fx.rows}
+    lines = []
+    for i, seed in enumerate(seeds):
+        home, away = [], []
+        for r in el.rows:
+            k = (r["length_s"], r["frame_shift_ms"])
+            if k in f:
+                (home if k[1] == 10.0 else away).append(r["accuracy_seeds"][i] - f[k][i])
+        cells = [f"{sum(v) / len(v):+.3f} {what}" for v, what in ((home, "at 10 ms"), (away, "elsewhere")) if v]
+        lines.append(f"  - seed {seed}: ElasticAST minus AST {', '.join(cells)}")
+    return lines
+
+
+def _cell(row: dict[str, Any]) -> str:
+    return f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}"
 
 
 def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, std) -> str:  # noqa: ANN001
@@ -227,9 +266,12 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         f" mean {mean:.3f}, std {std:.3f}.",
         "",
         f"- `elastic_ast_tiny` (depth {s.depth}): trained on native lengths, packed ({s.elastic_max_tokens}-token"
-        f" batches), random frame shift 10-40 ms, {s.elastic_steps} steps, {timings['elastic_ast_tiny']:.0f} s.",
+        f" batches), random frame shift 10-40 ms, {s.elastic_steps} steps,"
+        f" {_mean(timings['elastic_ast_tiny']):.0f} s per seed.",
         f"- `ast_tiny` (depth {s.depth}, patch stride {s.ast_stride}): the fixed-length baseline, trained on"
-        f" {s.ast_seconds:g} s crops/pads at 10 ms, {s.ast_steps} steps, {timings['ast_tiny']:.0f} s.",
+        f" {s.ast_seconds:g} s crops/pads at 10 ms, {s.ast_steps} steps, {_mean(timings['ast_tiny']):.0f} s per seed.",
+        f"- Training seeds {', '.join(map(str, s.seeds))} (the same data); every number below is the mean ± sample"
+        " std over them.",
         "",
         "Evaluation: the test clips are all 10 s long; each is cropped (from its start) to each evaluation length"
         " and the front end is rebuilt at each frame shift. ElasticAST takes the crop as it is; the fixed model"
@@ -243,8 +285,8 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         lines += [f"## {r.name}: test accuracy", "", "| frame shift | " + " | ".join(f"{x:g} s" for x in lens) + " |"]
         lines.append("|---" * (len(lens) + 1) + "|")
         for sh in shifts:
-            vals = {row["length_s"]: row["accuracy"] for row in r.rows if row["frame_shift_ms"] == sh}
-            lines.append(f"| {sh:g} ms | " + " | ".join(f"{vals[x]:.3f}" for x in lens) + " |")
+            vals = {row["length_s"]: row for row in r.rows if row["frame_shift_ms"] == sh}
+            lines.append(f"| {sh:g} ms | " + " | ".join(_cell(vals[x]) for x in lens) + " |")
         lines.append("")
     el, fx = reports[0], reports[1]
     e_acc = [row["accuracy"] for row in el.rows]
@@ -262,12 +304,13 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         f"- Spread (max - min) across settings: ElasticAST {max(e_acc) - min(e_acc):.3f},"
         f" AST {max(f_acc) - min(f_acc):.3f}.",
         _gap_line(el, fx),
+        *_seed_gap_lines(el, fx, s.seeds),
         "",
         f"![accuracy vs length]({Path(plot).name})",
         "",
         f"Tagged `{sample.path.name}` (true label: {', '.join(sample.labels)}): {tag_line}.",
         "",
-        "Checkpoints: " + ", ".join(f"`{k}` -> `{v}`" for k, v in ckpts.items()) + ".",
+        "Checkpoints: " + "; ".join(f"`{k}`: " + ", ".join(f"`{p}`" for p in v) for k, v in ckpts.items()) + ".",
         f"Total demo time: {seconds:.0f} s.",
         "",
     ]

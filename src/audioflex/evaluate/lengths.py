@@ -67,6 +67,30 @@ def length_row(length_s: float | None, frame_shift_ms: float, metrics: dict[str,
     }
 
 
+def mean_over_seeds(name: str, reports: Sequence[LengthReport]) -> LengthReport:
+    """One report of the same model trained with several seeds (same grid of settings): each
+    numeric entry becomes the mean over the seeds, with ``<key>_std`` (sample std, 0 for one seed)
+    and ``<key>_seeds`` (the per-seed values, in ``reports`` order) beside it."""
+    if not reports:
+        raise ValueError("mean_over_seeds needs at least one report")
+    grids = [[(row["length_s"], row["frame_shift_ms"]) for row in r.rows] for r in reports]
+    if any(g != grids[0] for g in grids[1:]):
+        raise ValueError(f"mean_over_seeds: the reports of {name!r} were evaluated on different settings")
+    rows = []
+    for k, setting in enumerate(grids[0]):
+        per_seed = [r.rows[k] for r in reports]
+        row: dict[str, Any] = {"length_s": setting[0], "frame_shift_ms": setting[1]}
+        for key, v in per_seed[0].items():
+            if key in row or not isinstance(v, (int, float)):
+                continue
+            vals = np.array([float(p[key]) for p in per_seed])
+            row[key] = float(vals.mean())
+            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            row[f"{key}_seeds"] = vals.tolist()
+        rows.append(row)
+    return LengthReport(name, "; ".join(r.checkpoint for r in reports), reports[0].metric, rows)
+
+
 def target_matrix(items: Sequence[EvalItem], num_classes: int) -> np.ndarray:
     """Multi-hot ``[N, C]`` targets."""
     y = np.zeros((len(items), num_classes), dtype=np.float32)
