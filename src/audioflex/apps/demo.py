@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -214,10 +215,6 @@ def run_demo(
     return DemoResult(out, report, plot, ckpts, acc, seconds)
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _gap_line(el: Any, fx: Any) -> str:
     """ElasticAST minus AST accuracy, at AST's own 10 ms setting and at the other shifts."""
     key = lambda row: (row["length_s"], row["frame_shift_ms"])  # noqa: E731
@@ -229,7 +226,7 @@ def _gap_line(el: Any, fx: Any) -> str:
     if home:
         parts.append(f"at 10 ms (AST's own setting) {min(home):+.3f} to {max(home):+.3f}")
     if away:
-        mean = sum(away) / len(away)
+        mean = fmean(away)
         parts.append(f"at other frame shifts {min(away):+.3f} to {max(away):+.3f} (mean {mean:+.3f})")
     wins = sum(g >= -0.01 for _, g in gaps)
     tail = f"ElasticAST within 1 point or better in {wins}/{len(gaps)} settings"
@@ -246,7 +243,7 @@ def _seed_gap_lines(el: Any, fx: Any, seeds: list[int]) -> list[str]:
             k = (r["length_s"], r["frame_shift_ms"])
             if k in f:
                 (home if k[1] == 10.0 else away).append(r["accuracy_seeds"][i] - f[k][i])
-        cells = [f"{sum(v) / len(v):+.3f} {what}" for v, what in ((home, "at 10 ms"), (away, "elsewhere")) if v]
+        cells = [f"{fmean(v):+.3f} {what}" for v, what in ((home, "at 10 ms"), (away, "elsewhere")) if v]
         lines.append(f"  - seed {seed}: ElasticAST minus AST {', '.join(cells)}")
     return lines
 
@@ -267,9 +264,9 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         "",
         f"- `elastic_ast_tiny` (depth {s.depth}): trained on native lengths, packed ({s.elastic_max_tokens}-token"
         f" batches), random frame shift 10-40 ms, {s.elastic_steps} steps,"
-        f" {_mean(timings['elastic_ast_tiny']):.0f} s per seed.",
+        f" {fmean(timings['elastic_ast_tiny']):.0f} s per seed.",
         f"- `ast_tiny` (depth {s.depth}, patch stride {s.ast_stride}): the fixed-length baseline, trained on"
-        f" {s.ast_seconds:g} s crops/pads at 10 ms, {s.ast_steps} steps, {_mean(timings['ast_tiny']):.0f} s per seed.",
+        f" {s.ast_seconds:g} s crops/pads at 10 ms, {s.ast_steps} steps, {fmean(timings['ast_tiny']):.0f} s per seed.",
         f"- Training seeds {', '.join(map(str, s.seeds))} (the same data); every number below is the mean ± sample"
         " std over them.",
         "",
@@ -296,8 +293,8 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         "## What was measured",
         "",
         f"- ElasticAST: accuracy {min(e_acc):.3f}-{max(e_acc):.3f} over all {len(e_acc)} (length, shift) settings"
-        f" (mean {sum(e_acc) / len(e_acc):.3f}).",
-        f"- Fixed-length AST: {min(f_acc):.3f}-{max(f_acc):.3f} (mean {sum(f_acc) / len(f_acc):.3f}); at its own"
+        f" (mean {fmean(e_acc):.3f}).",
+        f"- Fixed-length AST: {min(f_acc):.3f}-{max(f_acc):.3f} (mean {fmean(f_acc):.3f}); at its own"
         f" 10 ms shift {min(home):.3f}-{max(home):.3f}."
         if home
         else "",
