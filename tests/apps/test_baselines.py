@@ -11,6 +11,7 @@ import soundfile as sf
 
 from audioflex.apps.baselines.clip import band_statistics, evaluate_clip_baseline, fit_clip_baseline
 from audioflex.apps.baselines.sed import evaluate_baseline
+from audioflex.apps.sed import EventScoring
 from audioflex.data.records import ClipRecord, Event
 
 SR = 16000
@@ -90,7 +91,7 @@ def _event_clips(root: Path, n: int, seed: int) -> list[ClipRecord]:
 def test_sed_baseline_finds_the_tone_events(tmp_path: Path) -> None:
     train, valid, test = (_event_clips(tmp_path / s, n, k) for k, (s, n) in enumerate((("tr", 16), ("va", 6),
                                                                                         ("te", 8))))
-    res = evaluate_baseline(train, test, valid_records=valid, tune="global", psds=False)
+    res = evaluate_baseline(train, test, valid_records=valid, scoring=EventScoring(tune="global", psds=False))
     assert res["baseline"]["train_clips"] == 16
     # 0.1 s blocks: onsets and offsets land within the 200 ms collar
     assert res["event_based"]["f1"] >= 0.9, res["event_based"]

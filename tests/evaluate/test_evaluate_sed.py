@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audioflex.apps.sed import evaluate_event_checkpoints, evaluate_events
+from audioflex.apps.sed import EventScoring, evaluate_event_checkpoints, evaluate_events
 from audioflex.audio.frontend.logmel import LogMelConfig
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.data.readers import read_dataset
@@ -60,7 +60,7 @@ def strong_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
-    res = evaluate_events(ckpt, records, tune="none", score_dir=tmp_path / "scores", **POST)
+    res = evaluate_events(ckpt, records, scoring=EventScoring(tune="none", **POST), score_dir=tmp_path / "scores")
     json.dumps(res)  # JSON-ready
     pipe = Pipeline.from_checkpoint(ckpt)
     est = events_by_file(ev for r in records for ev in pipe.detect(r.path, **POST))
@@ -85,7 +85,8 @@ def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, t
     assert res["psds1"]["psds"] == pytest.approx(p1["psds"], abs=1e-6) and 0 <= p1["psds"] <= 1
     assert res["psds2"]["settings"]["cttc_threshold"] == 0.3
     # the numbers are really computed (a different post-processing changes them)
-    other = evaluate_events(ckpt, records, tune="none", **{**POST, "thresholds": 0.99}, psds=False)
+    strict = EventScoring(tune="none", **{**POST, "thresholds": 0.99}, psds=False)
+    other = evaluate_events(ckpt, records, scoring=strict)
     assert other["num_estimated_events"] < res["num_estimated_events"]
     assert other["segment_based"]["f1"] != res["segment_based"]["f1"]
     assert other["psds1"] is None and other["psds_note"] == "PSDS not requested"
@@ -93,15 +94,16 @@ def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, t
 
 def test_tuned_on_validation_and_applied_to_test(ckpt: Path, strong_set: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
-    fixed = evaluate_events(ckpt, records[1:], tune="none", psds=False, thresholds=0.5)
-    tuned = evaluate_events(ckpt, records[1:], valid_records=records[1:], psds=False)
+    fixed = evaluate_events(ckpt, records[1:], scoring=EventScoring(tune="none", psds=False, thresholds=0.5))
+    tuned = evaluate_events(ckpt, records[1:], valid_records=records[1:], scoring=EventScoring(psds=False))
     assert "tuned on 2 validation files" in tuned["tuned_on"]
     thr = tuned["postprocessing"]["thresholds"]
     assert set(thr) == set(tuned["labels"]) and all(0 < v < 1 for v in thr.values())
     # tuning on the test clips themselves cannot do worse than the fixed 0.5 threshold
     assert tuned["event_based"]["f1_macro"] >= fixed["event_based"]["f1_macro"] - 1e-9
     assert tuned["tuning"]["validation_f1_macro"] == pytest.approx(tuned["event_based"]["f1_macro"], abs=1e-6)
-    one = evaluate_events(ckpt, records[1:], valid_records=records[:1], tune="global", psds=False)
+    one = evaluate_events(ckpt, records[1:], valid_records=records[:1],
+                          scoring=EventScoring(tune="global", psds=False))
     assert len(set(one["postprocessing"]["thresholds"].values())) == 1
     assert "one setting for all classes" in one["tuned_on"]
 
@@ -109,7 +111,8 @@ def test_tuned_on_validation_and_applied_to_test(ckpt: Path, strong_set: Path) -
 def test_event_checkpoints_report_and_bad_input(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
     lines: list[str] = []
-    out = evaluate_event_checkpoints([ckpt], records, tmp_path / "ev", say=lines.append, psds=False, tune="none")
+    out = evaluate_event_checkpoints([ckpt], records, tmp_path / "ev", say=lines.append,
+                                     scoring=EventScoring(tune="none", psds=False))
     doc = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert doc[0]["events"]["event_based"]["f1"] == out[str(ckpt)]["event_based"]["f1"]
     assert lines[0].startswith("htsat: PSDS1 n/a") and "event F1" in lines[0] and "onset F1" in lines[0]
@@ -121,7 +124,7 @@ def test_event_checkpoints_report_and_bad_input(ckpt: Path, strong_set: Path, tm
     with pytest.raises(ValueError, match="cat"):
         evaluate_events(ckpt, bad)
     with pytest.raises(ValueError, match="tune must be one of"):
-        evaluate_events(ckpt, records, tune="sometimes")
+        EventScoring(tune="sometimes")
 
 
 def test_model_without_frame_head_is_skipped(strong_set: Path, tmp_path: Path) -> None:

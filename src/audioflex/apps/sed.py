@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,50 @@ from audioflex.inference.windows import plan_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TUNING", "Scorer", "audio_ids", "evaluate_event_checkpoints", "evaluate_events", "evaluate_scorer"]
+__all__ = ["TUNING", "EventScoring", "Scorer", "audio_ids", "evaluate_event_checkpoints", "evaluate_events",
+           "evaluate_scorer"]
 
 # records -> ({audio id: FrameSet}, {audio id: reference [Event]}, unreadable paths)
 Scorer = Callable[[Sequence[ClipRecord]], tuple[dict[str, FrameSet], dict[str, list[Event]], list[str]]]
 
 TUNING = ("per_class", "global", "none")
+
+
+@dataclass(frozen=True)
+class EventScoring:
+    """How frame scores become scored events (the options of :func:`evaluate_events`).
+
+    Attributes:
+        tune: ``per_class`` (each class its own threshold, median filter and minimum duration,
+            chosen on the validation clips), ``global`` (one setting for all) or ``none``.
+        tune_onset_only: tune for the onset-only F1 (default: onset + offset F1).
+        thresholds, median_filter_s, min_duration_s: the fixed post-processing (one value, one
+            per class or ``{label: value}``), used when not tuning; ``merge_gap_s`` always.
+        t_collar, percentage_of_length: event matching (onset collar in s; offset collar
+            ``max(t_collar, percentage_of_length * reference length)``).
+        time_resolution: segment length of the segment-based metrics (s).
+        psds: compute PSDS1/PSDS2 (needs ``sed_scores_eval``; a note when it is missing).
+    """
+
+    tune: str = "per_class"
+    tune_onset_only: bool = False
+    thresholds: PerClass = 0.5
+    median_filter_s: PerClass = 0.0
+    min_duration_s: PerClass = 0.0
+    merge_gap_s: PerClass = 0.0
+    t_collar: float = 0.2
+    percentage_of_length: float = 0.2
+    time_resolution: float = 1.0
+    psds: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tune not in TUNING:
+            raise ValueError(f"event scoring: tune must be one of {TUNING}, got {self.tune!r}")
+
+    def fixed(self) -> dict[str, PerClass]:
+        """The fixed post-processing as keyword arguments of ``frames_to_events``."""
+        return {"thresholds": self.thresholds, "median_filter_s": self.median_filter_s,
+                "min_duration_s": self.min_duration_s, "merge_gap_s": self.merge_gap_s}
 
 
 def _events(frames: dict[str, FrameSet], labels: list[str], post: dict[str, PerClass]) -> dict[str, list[Event]]:
@@ -59,17 +98,8 @@ def evaluate_events(
     records: Sequence[ClipRecord],
     *,
     valid_records: Sequence[ClipRecord] | None = None,
-    tune: str = "per_class",
-    tune_onset_only: bool = False,
-    thresholds: PerClass = 0.5,
-    median_filter_s: PerClass = 0.0,
-    min_duration_s: PerClass = 0.0,
-    merge_gap_s: PerClass = 0.0,
+    scoring: EventScoring = EventScoring(),
     labels: Sequence[str] | None = None,
-    t_collar: float = 0.2,
-    percentage_of_length: float = 0.2,
-    time_resolution: float = 1.0,
-    psds: bool = True,
     score_dir: str | Path | None = None,
     hop: float = 0.5,
     device: str = "cpu",
@@ -82,16 +112,8 @@ def evaluate_events(
         checkpoint: an audioflex checkpoint directory or a ready ``Pipeline`` (frame-head model).
         records: the test clips, with strong labels (``ClipRecord.events``).
         valid_records: clips to tune the post-processing on (None: the fixed values are used).
-        tune: ``per_class`` (each class its own threshold, median filter and minimum duration),
-            ``global`` (one setting for all) or ``none``.
-        tune_onset_only: tune for the onset-only F1 (default: onset + offset F1).
-        thresholds, median_filter_s, min_duration_s: the fixed post-processing (one value, one
-            per class or ``{label: value}``), used when not tuning; ``merge_gap_s`` always.
+        scoring: tuning, fixed post-processing, event matching and PSDS (:class:`EventScoring`).
         labels: classes to score (default: every label of the records' events and clip labels).
-        t_collar, percentage_of_length: event matching (onset collar in s; offset collar
-            ``max(t_collar, percentage_of_length * reference length)``).
-        time_resolution: segment length of the segment-based metrics (s).
-        psds: compute PSDS1/PSDS2 (needs ``sed_scores_eval``; a note when it is missing).
         score_dir: write the raw frame scores there as score files (``test/``, ``valid/``).
         hop, device, batch_size: window hop (fraction of the window), where and how many windows
             per forward; ``progress``: called with 1 after each clip.
@@ -101,16 +123,14 @@ def evaluate_events(
         post-processing was chosen on), ``tuning`` (validation F1 per class) and ``score_dir``.
 
     Raises:
-        ValueError: no records, no strong labels, labels unknown to the model, a bad ``tune``,
-            or a model without a frame-wise head.
+        ValueError: no records, no strong labels, labels unknown to the model, or a model without a
+            frame-wise head.
     """
     if not records:
         raise ValueError("evaluate_events: no records to evaluate")
     if not has_events(records):
         raise ValueError("evaluate_events: the records carry no strong labels (events); read a DESED-style TSV "
                          "(read_dataset(tsv, kind='strong'))")
-    if tune not in TUNING:
-        raise ValueError(f"evaluate_events: tune must be one of {TUNING}, got {tune!r}")
     pipe = checkpoint if isinstance(checkpoint, Pipeline) else Pipeline.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, window_hop=hop)
     plan_windows(pipe.model, pipe.frontend, hop=pipe.window_hop)  # no frame head: clear ValueError
@@ -128,9 +148,7 @@ def evaluate_events(
     columns = [model_labels.index(lab) for lab in scored]
     return evaluate_scorer(
         lambda recs: score_records(pipe, recs, columns, set(scored), progress), records, labels=scored,
-        valid_records=valid_records, tune=tune, tune_onset_only=tune_onset_only, thresholds=thresholds,
-        median_filter_s=median_filter_s, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s, t_collar=t_collar,
-        percentage_of_length=percentage_of_length, time_resolution=time_resolution, psds=psds, score_dir=score_dir,
+        valid_records=valid_records, scoring=scoring, score_dir=score_dir,
     )
 
 
@@ -140,27 +158,15 @@ def evaluate_scorer(
     *,
     labels: list[str],
     valid_records: Sequence[ClipRecord] | None = None,
-    tune: str = "per_class",
-    tune_onset_only: bool = False,
-    thresholds: PerClass = 0.5,
-    median_filter_s: PerClass = 0.0,
-    min_duration_s: PerClass = 0.0,
-    merge_gap_s: PerClass = 0.0,
-    t_collar: float = 0.2,
-    percentage_of_length: float = 0.2,
-    time_resolution: float = 1.0,
-    psds: bool = True,
+    scoring: EventScoring = EventScoring(),
     score_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Steps 2-4 of the module docstring for any frame scorer: ``score(records)`` gives
     ``({audio id: FrameSet (probs [T', len(labels)])}, {audio id: [Event]}, unreadable paths)``
     (a checkpoint's :func:`~audioflex.inference.records.score_records`, or a baseline's). The
     options are those of :func:`evaluate_events`; returns the same report."""
-    if tune not in TUNING:
-        raise ValueError(f"evaluate_scorer: tune must be one of {TUNING}, got {tune!r}")
     scored = list(labels)
-    fixed = {"thresholds": thresholds, "median_filter_s": median_filter_s, "min_duration_s": min_duration_s,
-             "merge_gap_s": merge_gap_s}
+    fixed, tune = scoring.fixed(), scoring.tune
     frames_to_events(np.zeros((1, len(scored))), 1.0, scored, **fixed)  # bad options fail before any work
 
     test, reference, skipped = score(records)
@@ -178,7 +184,7 @@ def evaluate_scorer(
                 write_score_files({k: score_frame(f.probs, f.hop_s, scored, f.duration_s) for k, f in part.items()},
                                   Path(score_dir) / name)
     psds_values, psds_note = None, None
-    if not psds:
+    if not scoring.psds:
         psds_note = "PSDS not requested"
     elif not have_scores:
         psds_note = "sed_scores_eval is not installed (pip install 'audioflex[sed]'); PSDS skipped"
@@ -196,8 +202,8 @@ def evaluate_scorer(
     post: dict[str, PerClass] = dict(fixed)
     if valid:
         tuning = tune_postprocessing(valid, valid_ref or {}, scored, per_class=tune == "per_class",
-                                     onset_only=tune_onset_only, t_collar=t_collar,
-                                     percentage_of_length=percentage_of_length)
+                                     onset_only=scoring.tune_onset_only, t_collar=scoring.t_collar,
+                                     percentage_of_length=scoring.percentage_of_length)
         post.update({k: tuning[k] for k in ("thresholds", "median_filter_s", "min_duration_s")})
         tuned_on = (f"tuned on {len(valid)} validation files ({tuning['criterion']}, "
                     f"{'per class' if tune == 'per_class' else 'one setting for all classes'}); "
@@ -207,8 +213,9 @@ def evaluate_scorer(
     estimated = _events(test, scored, post)
     res = event_report(
         reference, estimated, {k: f.duration_s for k, f in test.items()}, labels=scored, postprocessing=post,
-        psds=psds_values, psds_note=psds_note, t_collar=t_collar, percentage_of_length=percentage_of_length,
-        time_resolution=time_resolution, frame_hop_s=hop_s, skipped=skipped,
+        psds=psds_values, psds_note=psds_note, t_collar=scoring.t_collar,
+        percentage_of_length=scoring.percentage_of_length, time_resolution=scoring.time_resolution,
+        frame_hop_s=hop_s, skipped=skipped,
     )
     res["tuned_on"] = tuned_on
     res["tuning"] = {k: tuning[k] for k in ("validation_f1", "validation_f1_macro", "criterion", "per_class")} \
@@ -230,10 +237,12 @@ def evaluate_event_checkpoints(
     out_dir: str | Path,
     *,
     valid_records: Sequence[ClipRecord] | None = None,
+    scoring: EventScoring = EventScoring(),
     device: str = "cpu",
+    batch_size: int = 8,
+    progress: Callable[[int], Any] | None = None,
     say: Callable[[str], Any] | None = None,
     extra: dict[str, dict[str, Any]] | None = None,
-    **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """``audioflex evaluate`` on an event dataset: :func:`evaluate_events` for every checkpoint
     (score files in ``out_dir/scores/<checkpoint name>/``), ``out_dir/report.json`` (a list of
@@ -244,12 +253,11 @@ def evaluate_event_checkpoints(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    batch_size = int(options.pop("batch_size", 8))
     for ck in checkpoints:
         pipe = Pipeline.from_checkpoint(ck, device=device, batch_size=batch_size)
         try:
-            res = evaluate_events(pipe, records, valid_records=valid_records,
-                                  score_dir=out / "scores" / Path(ck).name, **options)
+            res = evaluate_events(pipe, records, valid_records=valid_records, scoring=scoring,
+                                  score_dir=out / "scores" / Path(ck).name, progress=progress)
         except ValueError as e:
             if "frame-wise head" not in str(e):
                 raise

@@ -43,7 +43,7 @@ def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], spli
                       device: str, tune: str, valid_split: Optional[str], baseline: Optional[str]) -> None:
     from tqdm import tqdm
 
-    from audioflex.apps.sed import evaluate_event_checkpoints
+    from audioflex.apps.sed import EventScoring, evaluate_event_checkpoints
 
     valid = None
     if tune != "none":
@@ -54,19 +54,20 @@ def _event_evaluation(checkpoints: list[Path], ds: Any, records: list[Any], spli
             raise ValueError(f"--valid-split {valid_split!r}: no clips in that split")
         if not valid:
             out.print("no validation split to tune the post-processing on: fixed threshold 0.5 (--valid-split)")
+    scoring = EventScoring(tune=tune)
     extra = {}
     if baseline is not None:
         from audioflex.apps.baselines.sed import evaluate_baseline
 
         train = _baseline_split(ds, baseline, records)
         with tqdm(total=len(train) + len(records) + len(valid or ()), desc="baseline", unit="clip") as bar:
-            extra["baseline"] = evaluate_baseline(train, records, valid_records=valid, tune=tune,
+            extra["baseline"] = evaluate_baseline(train, records, valid_records=valid, scoring=scoring,
                                                   score_dir=out_dir / "scores" / "baseline", progress=bar.update)
     total = (len(records) + len(valid or ())) * len(checkpoints)
     with tqdm(total=total, desc="scoring", unit="clip", disable=not checkpoints) as bar:
         evaluate_event_checkpoints(checkpoints, records, out_dir, valid_records=valid, device=device,
                                    say=lambda line: out.print(escape(line), highlight=False, soft_wrap=True),
-                                   tune=tune, progress=bar.update, extra=extra)
+                                   scoring=scoring, progress=bar.update, extra=extra)
     out.print(f"wrote {out_dir / 'report.json'} and the score files in {out_dir / 'scores'}")
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audioflex.apps.baselines.common import baseline_logmel, clip_logmel, read_each
-from audioflex.apps.sed import evaluate_scorer
+from audioflex.apps.sed import EventScoring, evaluate_scorer
 from audioflex.audio.frontend.logmel import LogMel
 from audioflex.data.records import ClipRecord, Event
 from audioflex.data.targets import events_to_frame_targets
@@ -112,17 +113,18 @@ def fit_frame_baseline(
 def evaluate_baseline(
     train_records: Sequence[ClipRecord], records: Sequence[ClipRecord], *,
     valid_records: Sequence[ClipRecord] | None = None, labels: Sequence[str] | None = None,
-    progress: Callable[[int], Any] | None = None, fit_options: dict[str, Any] | None = None, **options: Any,
+    progress: Callable[[int], Any] | None = None, fit_options: dict[str, Any] | None = None,
+    scoring: EventScoring = EventScoring(), score_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fit the baseline on ``train_records`` and score it on ``records`` as a checkpoint is scored
-    (``options``: those of :func:`audioflex.apps.sed.evaluate_scorer`); the report gains
+    (``scoring``, ``score_dir``: as :func:`audioflex.apps.sed.evaluate_scorer`); the report gains
     ``baseline`` (what was fitted)."""
     every = list(train_records) + list(records) + list(valid_records or ())
     scored = list(labels) if labels is not None else sorted({e.label for r in every for e in r.events}
                                                             | {x for r in every for x in r.labels})
     model = fit_frame_baseline(train_records, scored, progress=progress, **(fit_options or {}))
     res = evaluate_scorer(lambda recs: model.score(recs, progress), records, labels=scored,
-                          valid_records=valid_records, **options)
+                          valid_records=valid_records, scoring=scoring, score_dir=score_dir)
     clf = model.classifier
     res["baseline"] = {"features": f"log-mel {model.logmel.config.n_mels} bands, {model.hop_s:g} s blocks, "
                                    f"+-{model.context} blocks of context",
