@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,11 @@ def _valid_rows(metrics: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, metrics.read_text().splitlines()) if r["split"] == "valid"]
 
 
-def test_sed_run_logs_event_metrics_and_selects_best_by_onset_f1(strong: Path, tmp_path: Path) -> None:
-    res = train(_cfg(strong, tmp_path / "run"))
+def test_sed_run_logs_event_metrics_and_selects_best_by_onset_f1(strong: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="audioflex.train.loop"):
+        res = train(_cfg(strong, tmp_path / "run"))
+    assert "no validation data" not in caplog.text  # validated on event clips: best/ is written
+    assert res.best_checkpoint is not None and res.best_checkpoint.is_dir()
     rows = _valid_rows(res.metrics_path)
     assert [r["step"] for r in rows] == [2, 4, 6]
     for r in rows:

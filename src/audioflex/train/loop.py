@@ -399,7 +399,7 @@ class _Trainer:
                 self._next_epoch(start_position, steps_before)
         bar.close()
         self._maybe_eval_and_save(final=True)
-        if self.s.valid_loader is None and self.cfg.keep_best and self.info.is_main:
+        if self.s.valid_loader is None and not self.s.event_records and self.cfg.keep_best and self.info.is_main:
             logger.warning(
                 "no validation data (data.valid): best/ is not written; the final model is in %s",
                 self.run_dir / "last",
