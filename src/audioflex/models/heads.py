@@ -75,5 +75,5 @@ class AttentionPool(nn.Module):
         k, v, seg = k[:n_real], v[:n_real], info.segment_ids[:n_real]
         scores = (k * q).sum(-1) * self.scale  # [N, H]
         w = segment_softmax(scores, seg, num_clips)
-        pooled = x.new_zeros(num_clips, h, dh).index_add_(0, seg, w[..., None] * v)
+        pooled = v.new_zeros(num_clips, h, dh).index_add_(0, seg, w[..., None].to(v.dtype) * v)
         return self.proj(pooled.reshape(num_clips, d))
