@@ -9,6 +9,7 @@ from audioflex.audio.augment import (
     ELASTIC_FRAME_SHIFTS_MS,
     Mixup,
     SpecAugment,
+    add_background,
     elastic_frame_shifts,
     frames_for,
     mixup,
@@ -212,6 +213,30 @@ def test_random_time_shift_is_a_circular_shift_within_range() -> None:
         random_time_shift(wave, -1)
     with pytest.raises(ValueError, match=r"wave \[T\]"):
         random_time_shift(wave.view(2, 500), 5)
+
+
+def test_add_background_hits_the_drawn_snr() -> None:
+    t = torch.linspace(0, 1, 1600, dtype=torch.float64)
+    wave = (0.3 * torch.sin(2 * torch.pi * 440 * t)).float()
+    noises = [torch.randn(500, generator=gen(3)), 2.0 * torch.randn(4000, generator=gen(4))]
+    snrs = []
+    for seed in range(40):
+        out = add_background(wave, noises, (5.0, 15.0), generator=gen(seed))
+        added = (out.double() - wave.double())
+        snr = 10 * torch.log10(wave.double().pow(2).mean() / added.pow(2).mean())
+        assert 5.0 - 1e-3 <= float(snr) <= 15.0 + 1e-3  # float32 output: ~1e-6 relative
+        snrs.append(float(snr))
+    assert max(snrs) - min(snrs) > 5  # the range is used
+    # the 500-sample noise is tiled over the 1600-sample clip: the added part repeats every 500 samples
+    short = add_background(wave, noises[:1], (10.0, 10.0), generator=gen(0)).double() - wave.double()
+    assert torch.allclose(short[:1100], short[500:1600], atol=1e-6)
+    assert torch.equal(add_background(wave, noises, generator=gen(7)), add_background(wave, noises, generator=gen(7)))
+    silent = add_background(torch.zeros(800), noises, (0.0, 0.0), generator=gen(0))
+    assert float(silent.abs().max()) > 0  # a silent clip still gets noise (at the noise's own level)
+    with pytest.raises(ValueError, match="no noise recordings"):
+        add_background(wave, [])
+    with pytest.raises(ValueError, match="snr_db"):
+        add_background(wave, noises, (10.0, 5.0))
 
 
 def test_random_crop_lengths() -> None:

@@ -85,6 +85,26 @@ def test_time_shift_rolls_training_clips_only(clips: list[ClipRecord]) -> None:
         WaveformDataset(clips, LABELS, sample_rate=SR, time_shift_ms=-1)
 
 
+def test_background_noise_mixes_into_training_clips_only(clips: list[ClipRecord]) -> None:
+    noise = [torch.randn(3 * SR, generator=torch.Generator().manual_seed(0))]
+    plain = WaveformDataset(clips, LABELS, sample_rate=SR)[2][0]
+    ev = WaveformDataset(clips, LABELS, sample_rate=SR, background=noise, background_prob=1.0)
+    assert torch.equal(ev[2][0], plain)  # evaluation clips stay clean
+    train = WaveformDataset(clips, LABELS, sample_rate=SR, train=True, background=noise, background_prob=1.0,
+                            background_snr_db=(10.0, 10.0), seed=1)
+    a = train[2][0]
+    snr = 10 * torch.log10(plain.double().pow(2).mean() / (a.double() - plain.double()).pow(2).mean())
+    assert float(snr) == pytest.approx(10.0, abs=1e-3)
+    train.set_epoch(1)
+    assert not torch.equal(train[2][0], a)  # another excerpt each epoch
+    never = WaveformDataset(clips, LABELS, sample_rate=SR, train=True, background=noise, background_prob=0.0)
+    assert torch.equal(never[2][0], plain)
+    with pytest.raises(ValueError, match="needs background noise recordings"):
+        WaveformDataset(clips, LABELS, sample_rate=SR, background_prob=0.5)
+    with pytest.raises(ValueError, match="background_prob"):
+        WaveformDataset(clips, LABELS, sample_rate=SR, background=noise, background_prob=1.5)
+
+
 def test_targets_multi_hot_and_index(clips: list[ClipRecord]) -> None:
     ds = WaveformDataset(clips, LABELS, sample_rate=SR)
     assert ds[2][1].tolist() == [1.0, 0.0, 1.0]

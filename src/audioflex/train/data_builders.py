@@ -17,9 +17,11 @@ from torch.utils.data import DataLoader
 
 from audioflex.audio.augment import SpecAugment
 from audioflex.audio.frontend.base import FrontendConfig
+from audioflex.audio.io import AudioError, load_audio
 from audioflex.data.datasets import SpectrogramDataset, StreamingBatches, TrainCollator, WaveformDataset
 from audioflex.data.durations import resolve_durations
 from audioflex.data.inspect import log_summary
+from audioflex.data.readers.common import AUDIO_EXTENSIONS
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler
 from audioflex.data.targets import FrameTargetSpec
@@ -186,6 +188,35 @@ def spec_augment(aug: AugmentConfig) -> SpecAugment | None:
     )
 
 
+def background_recordings(cfg: TrainConfig, sample_rate: int) -> list[torch.Tensor]:
+    """The noise recordings of ``augment.background_noise`` (mono ``[N]`` at ``sample_rate``; ``[]`` when
+    unset). ``auto`` is the ``_background_noise_`` folder beside the training clips (Speech Commands)."""
+    aug = cfg.augment
+    if not aug.background_noise:
+        return []
+    key = "augment.background_noise"
+    if aug.background_noise == "auto":
+        root = Path(cfg.data.train.path or ".")
+        folder = (root if root.is_dir() else root.parent) / "_background_noise_"
+    else:
+        folder = Path(aug.background_noise)
+    if not folder.is_dir():
+        raise ValueError(f"{key}: {folder} is not a folder (give a folder of noise recordings, or 'auto' for the "
+                         "_background_noise_ folder of a Speech Commands dataset)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{key}: no audio files in {folder}")
+    noises = []
+    for f in files:
+        try:
+            noises.append(load_audio(f, sample_rate).reshape(-1).float())
+        except AudioError as e:
+            raise ValueError(f"{key}: cannot read {f} ({e}); remove it or fix it") from None
+    logger.info("background noise: %d recording(s) from %s (%.0f s), p=%g, SNR %g-%g dB", len(noises), folder,
+                sum(n.numel() for n in noises) / sample_rate, aug.background_prob, *aug.background_snr_db)
+    return noises
+
+
 def train_dataset(
     cfg: TrainConfig, plan: DataPlan, frontend: FrontendConfig, *, packed: bool, patch: int,
     frame_targets: FrameTargetSpec | None,
@@ -195,7 +226,8 @@ def train_dataset(
     window, _ = clip_windows(cfg, frontend, packed)
     waves = WaveformDataset(
         plan.train_records, plan.labels, sample_rate=frontend.sample_rate, train=True, gain_db=aug.gain_db,
-        time_shift_ms=aug.time_shift_ms,
+        time_shift_ms=aug.time_shift_ms, background=background_recordings(cfg, frontend.sample_rate),
+        background_prob=aug.background_prob if aug.background_noise else 0.0, background_snr_db=aug.background_snr_db,
         seed=cfg.seed, **window,
     )
     return SpectrogramDataset(

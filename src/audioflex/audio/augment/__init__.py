@@ -1,4 +1,4 @@
-"""Train-time augmentation: SpecAugment (``spec``), mixup (``mixup``), gain and time shift (``wave``),
+"""Train-time augmentation: SpecAugment (``spec``), mixup (``mixup``), gain, time shift and background noise (``wave``),
 random crops and random resolution (``crops``).
 
 All randomness comes from an explicit ``torch.Generator`` (CPU generators work for tensors on any
@@ -22,10 +22,11 @@ from audioflex.audio.augment.crops import (
 )
 from audioflex.audio.augment.mixup import Mixup, mixup, sample_beta
 from audioflex.audio.augment.spec import SpecAugment
-from audioflex.audio.augment.wave import random_gain, random_time_shift
+from audioflex.audio.augment.wave import add_background, random_gain, random_time_shift
 
 __all__ = [
     "ELASTIC_FRAME_SHIFTS_MS",
+    "add_background",
     "Mixup",
     "SpecAugment",
     "elastic_frame_shifts",

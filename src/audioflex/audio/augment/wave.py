@@ -1,6 +1,9 @@
-"""Waveform augmentation: random gain and circular time shift of ``[T]`` / ``[B, T]`` waveforms."""
+"""Waveform augmentation: random gain, circular time shift and background-noise mixing of ``[T]`` /
+``[B, T]`` waveforms."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -48,4 +51,45 @@ def random_time_shift(
     return torch.roll(wave, k)
 
 
-__all__ = ["random_gain", "random_time_shift"]
+def add_background(
+    wave: torch.Tensor,
+    noises: Sequence[torch.Tensor],
+    snr_db: tuple[float, float] = (0.0, 20.0),
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``wave [T]`` plus a random excerpt of one of ``noises`` (each ``[N_i]``, same sample rate) at a
+    signal-to-noise ratio uniform in ``snr_db`` (dB, of the clip's RMS over the noise excerpt's RMS).
+
+    The excerpt starts at a random sample; a noise shorter than the clip is tiled. A silent clip
+    (RMS 0) gets the noise at its own level scaled by ``10 ** (-snr / 20)``; a silent excerpt adds
+    nothing. Returns a new tensor of ``wave``'s dtype (no clipping).
+    """
+    if wave.ndim != 1:
+        raise ValueError(f"add_background: wave must be [T], got shape {tuple(wave.shape)}")
+    if not noises:
+        raise ValueError("add_background: no noise recordings given")
+    lo, hi = float(snr_db[0]), float(snr_db[1])
+    if not lo <= hi:
+        raise ValueError(f"add_background: snr_db must be [low, high] with low <= high, got {list(snr_db)}")
+    u = rand((3,), generator, torch.device("cpu")).tolist()
+    noise = noises[min(int(u[0] * len(noises)), len(noises) - 1)]
+    if noise.ndim != 1 or noise.numel() == 0:
+        raise ValueError(f"add_background: every noise must be a non-empty [N] tensor, got {tuple(noise.shape)}")
+    t, n = wave.shape[0], noise.numel()
+    start = min(int(u[1] * n), n - 1)
+    if start + t <= n:  # the usual case: a slice, no copy of the whole recording
+        excerpt = noise[start : start + t].to(torch.float64)
+    else:  # wrap around (tiled when the noise is shorter than the clip)
+        idx = (torch.arange(t) + start) % n
+        excerpt = noise[idx].to(torch.float64)
+    snr = lo + (hi - lo) * u[2]
+    n_rms = float(excerpt.pow(2).mean().sqrt())
+    if n_rms == 0.0 or t == 0:
+        return wave.clone()
+    w_rms = float(wave.to(torch.float64).pow(2).mean().sqrt())
+    scale = (w_rms if w_rms > 0 else n_rms) / n_rms * 10.0 ** (-snr / 20.0)
+    return (wave.to(torch.float64) + scale * excerpt).to(wave.dtype)
+
+
+__all__ = ["add_background", "random_gain", "random_time_shift"]

@@ -15,7 +15,7 @@ import torch
 from audioflex.data.samplers import derive_seed
 
 # stream ids for derive_seed, so the different draws of one clip are independent
-CROP, SHIFT, SPEC, MIX, FCROP = 1, 2, 3, 4, 5
+CROP, SHIFT, SPEC, MIX, FCROP, NOISE = 1, 2, 3, 4, 5, 6
 
 
 def clip_generator(*parts: int) -> torch.Generator:

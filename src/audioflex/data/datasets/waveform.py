@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from audioflex.audio.augment import random_gain, random_time_shift, sample_crop
+from audioflex.audio.augment import add_background, random_gain, random_time_shift, sample_crop
 from audioflex.audio.io import AudioError, load_audio_with_info, truncation_note
-from audioflex.data.datasets.items import CROP, MIX, BadClip, clip_generator
+from audioflex.data.datasets.items import CROP, MIX, NOISE, BadClip, clip_generator
 from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.data.samplers import derive_seed
 
@@ -47,6 +47,11 @@ class WaveformDataset(Dataset):
     Strong-label (frame) targets are made by :class:`~audioflex.data.datasets.spectrogram.SpectrogramDataset`,
     which knows the crop.
 
+    Training augmentation, in this order: ``gain_db`` (random gain), ``time_shift_ms`` (circular
+    shift), then with probability ``background_prob`` one of the ``background`` recordings
+    (``[N_i]`` at ``sample_rate``) mixed in at an SNR uniform in ``background_snr_db``
+    (:func:`~audioflex.audio.augment.add_background`; its own random stream per clip and epoch).
+
     Unreadable files give a :class:`BadClip` (logged, never raised); a truncated file is used as
     far as it goes, with the reason in ``meta["problems"]``.
     """
@@ -64,6 +69,9 @@ class WaveformDataset(Dataset):
         target: str = "multi_hot",
         gain_db: float = 0.0,
         time_shift_ms: float = 0.0,
+        background: Sequence[torch.Tensor] = (),
+        background_prob: float = 0.0,
+        background_snr_db: Sequence[float] = (0.0, 20.0),
         seed: int = 0,
     ) -> None:
         if max_seconds is not None and clip_seconds is not None:
@@ -86,6 +94,16 @@ class WaveformDataset(Dataset):
         if not time_shift_ms >= 0:
             raise ValueError(f"WaveformDataset: time_shift_ms must be >= 0, got {time_shift_ms}")
         self.max_shift = int(round(time_shift_ms * self.sample_rate / 1000.0))
+        if not 0.0 <= background_prob <= 1.0:
+            raise ValueError(f"WaveformDataset: background_prob must be in [0, 1], got {background_prob}")
+        if background_prob > 0 and not background:
+            raise ValueError("WaveformDataset: background_prob > 0 needs background noise recordings")
+        if len(background_snr_db) != 2 or not background_snr_db[0] <= background_snr_db[1]:
+            raise ValueError(f"WaveformDataset: background_snr_db must be [low, high] dB, "
+                             f"got {list(background_snr_db)}")
+        self.background = list(background)
+        self.background_prob = float(background_prob)
+        self.background_snr_db = (float(background_snr_db[0]), float(background_snr_db[1]))
         self.seed = int(seed)
         self.epoch = 0
 
@@ -164,6 +182,10 @@ class WaveformDataset(Dataset):
             wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
         if self.train and self.max_shift > 0:
             wave = random_time_shift(wave, self.max_shift, generator=g)
+        if self.train and self.background_prob > 0:
+            gn = clip_generator(self.item_seed(index, NOISE))
+            if float(torch.rand((), generator=gn)) < self.background_prob:
+                wave = add_background(wave, self.background, self.background_snr_db, generator=gn)
         meta: dict[str, Any] = {
             "index": index,
             "id": r.id,
