@@ -21,7 +21,7 @@ from audioflex.audio.io import AudioError, load_audio
 from audioflex.data.datasets import SpectrogramDataset, StreamingBatches, TrainCollator, WaveformDataset
 from audioflex.data.durations import resolve_durations
 from audioflex.data.inspect import log_summary
-from audioflex.data.readers.common import AUDIO_EXTENSIONS
+from audioflex.data.readers.common import is_audio
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler
 from audioflex.data.targets import FrameTargetSpec
@@ -203,7 +203,7 @@ def background_recordings(cfg: TrainConfig, sample_rate: int) -> list[torch.Tens
     if not folder.is_dir():
         raise ValueError(f"{key}: {folder} is not a folder (give a folder of noise recordings, or 'auto' for the "
                          "_background_noise_ folder of a Speech Commands dataset)")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_audio(p.name))
     if not files:
         raise ValueError(f"{key}: no audio files in {folder}")
     noises = []
