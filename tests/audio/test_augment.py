@@ -1,4 +1,4 @@
-"""Train-time augmentation: SpecAugment, mixup, gain, crops, random resolution."""
+"""Train-time augmentation: SpecAugment, mixup, gain, time shift, speed, background noise, crops, random resolution."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from audioflex.audio.augment import (
     Mixup,
     SpecAugment,
     add_background,
+    change_speed,
     elastic_frame_shifts,
     frames_for,
     mixup,
@@ -213,6 +214,32 @@ def test_random_time_shift_is_a_circular_shift_within_range() -> None:
         random_time_shift(wave, -1)
     with pytest.raises(ValueError, match=r"wave \[T\]"):
         random_time_shift(wave.view(2, 500), 5)
+
+
+def _peak_hz(wave: torch.Tensor, sr: int) -> float:
+    spec = torch.fft.rfft(wave.double() * torch.hann_window(wave.shape[0], dtype=torch.float64)).abs()
+    return float(spec.argmax()) * sr / wave.shape[0]
+
+
+def test_change_speed_moves_tempo_and_pitch_together() -> None:
+    sr = 16000
+    t = torch.arange(sr) / sr
+    tone = torch.sin(2 * torch.pi * 500.0 * t)
+    for factor in (0.9, 1.1):
+        out = change_speed(tone, factor)
+        assert abs(out.shape[0] - sr / factor) <= 1  # 1 s played `factor` times faster
+        assert out.dtype == tone.dtype
+        # 500 Hz -> 500 * factor Hz (within one FFT bin of the output)
+        assert abs(_peak_hz(out, sr) - 500.0 * factor) <= sr / out.shape[0]
+        # level kept (soxr's passband): RMS within 1 % away from the edges
+        mid = out[sr // 10 : -sr // 10]
+        assert float(mid.pow(2).mean().sqrt()) == pytest.approx(0.5**0.5, rel=0.01)
+    assert change_speed(tone, 1.0) is tone
+    assert change_speed(tone, 1.00001) is tone  # below the 1e-4 resolution
+    with pytest.raises(ValueError, match="factor must be > 0"):
+        change_speed(tone, 0.0)
+    with pytest.raises(ValueError, match=r"expected wave \[T\]"):
+        change_speed(tone.view(2, -1), 1.1)
 
 
 def test_add_background_hits_the_drawn_snr() -> None:

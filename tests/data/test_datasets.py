@@ -85,6 +85,35 @@ def test_time_shift_rolls_training_clips_only(clips: list[ClipRecord]) -> None:
         WaveformDataset(clips, LABELS, sample_rate=SR, time_shift_ms=-1)
 
 
+def test_speed_perturbation_of_training_clips_and_the_token_plan(clips: list[ClipRecord]) -> None:
+    plain = WaveformDataset(clips, LABELS, sample_rate=SR, speed=(0.8, 1.25))
+    assert all(plain[i][0].shape[0] == int(clips[i].duration * SR) for i in range(3))  # evaluation: unchanged
+    waves = WaveformDataset(clips, LABELS, sample_rate=SR, train=True, max_seconds=1.5, speed=(0.8, 1.25), seed=2)
+    ds = SpectrogramDataset(waves, KaldiFbankConfig(num_mel_bins=32), max_tokens=10_000, patch=16)
+    collate = TrainCollator(packed=True, patch=16, train=True, max_tokens=10_000)
+    factors = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        counts = ds.token_counts(epoch)
+        items = [ds[i] for i in range(3)]
+        for i, (_, _, meta) in enumerate(items):
+            speed = waves.speed_of(i)
+            assert 0.8 <= speed <= 1.25 and meta["speed"] == speed
+            read = min(clips[i].duration, 1.5)  # the crop comes first, then the speed change
+            assert abs(meta["duration_s"] - read / speed) <= 1.5 / SR
+            assert waves.planned_seconds(clips[i], i, epoch) == pytest.approx(read / speed)
+            factors.add(round(speed, 6))
+        assert collate(items).inputs.info.cu_seqlens_list[-1] == sum(counts)  # the plan holds
+    assert len(factors) > 6  # a new factor per clip and epoch
+    # the ramp played faster: its end value is reached sooner, its slope is steeper
+    ramp = waves[1][0]
+    slope = float(ramp[SR // 10 + 1] - ramp[SR // 10]) * SR
+    assert slope == pytest.approx(0.9 / 0.5 * waves.speed_of(1), rel=0.01)
+    for bad in ((1.1,), (1.2, 0.9), (0.0, 1.0)):
+        with pytest.raises(ValueError, match="speed must be"):
+            WaveformDataset(clips, LABELS, sample_rate=SR, speed=bad)
+
+
 def test_background_noise_mixes_into_training_clips_only(clips: list[ClipRecord]) -> None:
     noise = [torch.randn(3 * SR, generator=torch.Generator().manual_seed(0))]
     plain = WaveformDataset(clips, LABELS, sample_rate=SR)[2][0]

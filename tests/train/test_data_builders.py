@@ -1,4 +1,5 @@
-"""The training data builders: background-noise recordings for ``augment.background_noise``."""
+"""The training data builders: background-noise recordings for ``augment.background_noise``, the
+``augment.speed`` check."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from audioflex.train.config import load_config
-from audioflex.train.data_builders import background_recordings
+from audioflex.train.data_builders import background_recordings, speed_range
 
 SR = 16000
 
@@ -42,3 +43,15 @@ def test_background_noise_errors_name_the_key(tmp_path: Path) -> None:
     (tmp_path / "bad" / "x.wav").write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(ValueError, match=r"augment.background_noise: cannot read .*x.wav"):
         background_recordings(_cfg(tmp_path, str(tmp_path / "bad")), SR)
+
+
+def test_speed_range_is_checked_with_the_key_named(tmp_path: Path) -> None:
+    def cfg(speed):
+        return load_config({"model": {"name": "elastic_ast_tiny"}, "data": {"train": {"path": str(tmp_path)}},
+                            "augment": {"speed": speed}})
+
+    assert speed_range(cfg([])) == ()
+    assert speed_range(cfg([0.9, 1.1])) == (0.9, 1.1)
+    for bad in ([1.1], [1.2, 0.9], [0, 1.0], [0.9, 1.0, 1.1]):
+        with pytest.raises(ValueError, match=r"augment.speed: expected \[low, high\] speed factors"):
+            speed_range(cfg(bad))

@@ -88,6 +88,8 @@ def test_sed_select_other_metric_and_bad_name(strong: Path, tmp_path: Path) -> N
         train(_cfg(strong, tmp_path / "bad", sed={"frame_weight": 0.7, "select": "accuracy"}))
     with pytest.raises(ValueError, match="augment.time_shift_ms moves the audio but not its event times"):
         train(_cfg(strong, tmp_path / "shift", augment={"time_shift_ms": 100}))
+    with pytest.raises(ValueError, match="augment.speed changes the audio's timing"):
+        train(_cfg(strong, tmp_path / "speed", augment={"speed": [0.9, 1.1]}))
 
 
 def test_clip_only_run_still_selects_by_clip_metric(strong: Path, tmp_path: Path) -> None:

@@ -170,6 +170,11 @@ def frame_target_spec(
             "sed.frame_weight > 0: augment.time_shift_ms moves the audio but not its event times; set it to 0 for "
             "strong-label training"
         )
+    if cfg.augment.speed:
+        raise ValueError(
+            "sed.frame_weight > 0: augment.speed changes the audio's timing but not its event times; leave it "
+            "empty for strong-label training"
+        )
     if contract.frame_step_frames is None:
         if contract.packed:
             raise ValueError(

@@ -161,6 +161,8 @@ class AugmentConfig:
     ``frame_shifts_ms``: random resolution (ElasticAST: ``[10, 12, ..., 40]``); empty = fixed.
     ``time_shift_ms``: circularly shift each training clip by up to this many ms either way (the
     word of a keyword clip moves inside its window; clip labels only, refused with strong labels).
+    ``speed``: ``[low, high]`` speed perturbation: each training clip is played a factor uniform in
+    that range faster (tempo and pitch together: other speakers; e.g. ``[0.9, 1.1]``); empty = off.
     ``background_noise``: a folder of noise recordings (``*.wav``, ``*.flac``, ...) mixed into
     training clips with probability ``background_prob`` at an SNR uniform in ``background_snr_db``;
     ``auto`` = the ``_background_noise_`` folder of the training data (Speech Commands layout).
@@ -174,6 +176,7 @@ class AugmentConfig:
     mixup_prob: float = 1.0
     gain_db: float = 0.0
     time_shift_ms: float = 0.0
+    speed: list[float] = field(default_factory=list)
     background_noise: str | None = None
     background_prob: float = 0.8
     background_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])

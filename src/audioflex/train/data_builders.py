@@ -217,6 +217,17 @@ def background_recordings(cfg: TrainConfig, sample_rate: int) -> list[torch.Tens
     return noises
 
 
+def speed_range(cfg: TrainConfig) -> tuple[float, ...]:
+    """``augment.speed`` checked: ``(low, high)`` speed factors, or ``()`` when off."""
+    speed = cfg.augment.speed
+    if not speed:
+        return ()
+    if len(speed) != 2 or not all(isinstance(v, (int, float)) for v in speed) or not 0 < speed[0] <= speed[1]:
+        raise ValueError(f"augment.speed: expected [low, high] speed factors with 0 < low <= high "
+                         f"(e.g. [0.9, 1.1]), got {speed}")
+    return float(speed[0]), float(speed[1])
+
+
 def train_dataset(
     cfg: TrainConfig, plan: DataPlan, frontend: FrontendConfig, *, packed: bool, patch: int,
     frame_targets: FrameTargetSpec | None,
@@ -228,7 +239,7 @@ def train_dataset(
         plan.train_records, plan.labels, sample_rate=frontend.sample_rate, train=True, gain_db=aug.gain_db,
         time_shift_ms=aug.time_shift_ms, background=background_recordings(cfg, frontend.sample_rate),
         background_prob=aug.background_prob if aug.background_noise else 0.0, background_snr_db=aug.background_snr_db,
-        seed=cfg.seed, **window,
+        speed=speed_range(cfg), seed=cfg.seed, **window,
     )
     return SpectrogramDataset(
         waves,
@@ -373,6 +384,7 @@ __all__ = [
     "check_data_options",
     "clip_windows",
     "index_loader",
+    "speed_range",
     "loss_kind_for",
     "make_loader",
     "read_data",

@@ -1,5 +1,5 @@
-"""Waveform augmentation: random gain, circular time shift and background-noise mixing of ``[T]`` /
-``[B, T]`` waveforms."""
+"""Waveform augmentation: random gain, circular time shift, speed perturbation and background-noise
+mixing of ``[T]`` / ``[B, T]`` waveforms."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from collections.abc import Sequence
 import torch
 
 from audioflex.audio.augment.draws import rand
+from audioflex.audio.io import resample
+
+# speed factors are applied as the integer rate ratio round(factor * SPEED_BASE) / SPEED_BASE
+SPEED_BASE = 10_000
 
 
 def random_gain(
@@ -51,6 +55,21 @@ def random_time_shift(
     return torch.roll(wave, k)
 
 
+def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
+    """``wave [T]`` played ``factor`` times faster: tempo and pitch change together, as a speaker
+    who talks faster and higher (speed perturbation, Ko et al. 2015). Returns ``[~T / factor]``
+    samples (soxr HQ resampling; the factor is rounded to 1e-4). ``factor`` 1 returns ``wave``.
+    """
+    if not factor > 0:
+        raise ValueError(f"change_speed: factor must be > 0, got {factor}")
+    if wave.ndim != 1:
+        raise ValueError(f"change_speed: expected wave [T], got {list(wave.shape)}")
+    rate = round(factor * SPEED_BASE)
+    if rate == SPEED_BASE or wave.shape[0] < 2:
+        return wave
+    return resample(wave, rate, SPEED_BASE)
+
+
 def add_background(
     wave: torch.Tensor,
     noises: Sequence[torch.Tensor],
@@ -92,4 +111,4 @@ def add_background(
     return (wave.to(torch.float64) + scale * excerpt).to(wave.dtype)
 
 
-__all__ = ["add_background", "random_gain", "random_time_shift"]
+__all__ = ["SPEED_BASE", "add_background", "change_speed", "random_gain", "random_time_shift"]

@@ -168,8 +168,8 @@ class SpectrogramDataset(Dataset):
             size = budget
         return int(start), int(size)
 
-    def _planned_frames(self, fe: Frontend, record: ClipRecord | None) -> int | None:
-        secs = self.waves.read_seconds(record) if record is not None else None
+    def _planned_frames(self, fe: Frontend, index: int, record: ClipRecord | None) -> int | None:
+        secs = self.waves.planned_seconds(record, index) if record is not None else None
         if secs is None:
             return None
         return fe.num_frames(max(1, int(secs * self.waves.sample_rate)))
@@ -184,7 +184,7 @@ class SpectrogramDataset(Dataset):
         n_mels = self.num_mel_bins
         out = []
         for i, r in enumerate(self.waves.records):
-            secs = self.waves.read_seconds(r) or 10.0
+            secs = self.waves.planned_seconds(r, i, epoch) or 10.0
             fe = self.frontend(self.frame_shift(i, epoch))
             frames = fe.num_frames(max(1, int(secs * sr)))
             fixed = getattr(fe.config, "target_length", None)
@@ -215,7 +215,7 @@ class SpectrogramDataset(Dataset):
         n = fe.num_frames(wave.shape[0])
         if fixed is not None:
             n = min(n, fixed)
-        planned = self._planned_frames(fe, record) if fixed is None else None
+        planned = self._planned_frames(fe, index, record) if fixed is None else None
         plan = self.crop_plan(index, planned if planned is not None else n)
         start, size = (0, n) if plan is None else (min(plan[0], max(0, n - 1)), plan[1])
         size = max(1, min(size, n - start))

@@ -1,4 +1,4 @@
-"""Clips as waveforms: crop/cap policy (native length or fixed clip), gain, clip targets."""
+"""Clips as waveforms: crop/cap policy (native length or fixed clip), waveform augmentation, clip targets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from audioflex.audio.augment import add_background, random_gain, random_time_shift, sample_crop
+from audioflex.audio.augment import add_background, change_speed, random_gain, random_time_shift, sample_crop
 from audioflex.audio.io import AudioError, load_audio_with_info, truncation_note
-from audioflex.data.datasets.items import CROP, MIX, NOISE, BadClip, clip_generator
+from audioflex.data.datasets.items import CROP, MIX, NOISE, SPEED, BadClip, clip_generator
 from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.data.samplers import derive_seed
 
@@ -47,8 +47,11 @@ class WaveformDataset(Dataset):
     Strong-label (frame) targets are made by :class:`~audioflex.data.datasets.spectrogram.SpectrogramDataset`,
     which knows the crop.
 
-    Training augmentation, in this order: ``gain_db`` (random gain), ``time_shift_ms`` (circular
-    shift), then with probability ``background_prob`` one of the ``background`` recordings
+    Training augmentation, in this order: ``speed`` (a factor uniform in ``[low, high]``: the
+    clip is played that much faster, tempo and pitch together; after the crop, so a clip read at
+    the cap may come out up to ``1 / low`` times longer — :meth:`planned_seconds` says how long),
+    ``gain_db`` (random gain), ``time_shift_ms`` (circular shift), then with probability
+    ``background_prob`` one of the ``background`` recordings
     (``[N_i]`` at ``sample_rate``) mixed in at an SNR uniform in ``background_snr_db``
     (:func:`~audioflex.audio.augment.add_background`; its own random stream per clip and epoch).
 
@@ -72,6 +75,7 @@ class WaveformDataset(Dataset):
         background: Sequence[torch.Tensor] = (),
         background_prob: float = 0.0,
         background_snr_db: Sequence[float] = (0.0, 20.0),
+        speed: Sequence[float] = (),
         seed: int = 0,
     ) -> None:
         if max_seconds is not None and clip_seconds is not None:
@@ -101,6 +105,10 @@ class WaveformDataset(Dataset):
         if len(background_snr_db) != 2 or not background_snr_db[0] <= background_snr_db[1]:
             raise ValueError(f"WaveformDataset: background_snr_db must be [low, high] dB, "
                              f"got {list(background_snr_db)}")
+        if speed and (len(speed) != 2 or not 0 < speed[0] <= speed[1]):
+            raise ValueError(f"WaveformDataset: speed must be [low, high] factors with 0 < low <= high, "
+                             f"got {list(speed)}")
+        self.speed = (float(speed[0]), float(speed[1])) if speed else None
         self.background = list(background)
         self.background_prob = float(background_prob)
         self.background_snr_db = (float(background_snr_db[0]), float(background_snr_db[1]))
@@ -128,6 +136,22 @@ class WaveformDataset(Dataset):
         if d is None:
             return self.window
         return d if self.window is None else min(d, self.window)
+
+    def speed_of(self, index: int, epoch: int | None = None) -> float:
+        """The speed factor of clip ``index`` in ``epoch`` (default: the current one); 1 when off."""
+        if not self.train or self.speed is None:
+            return 1.0
+        lo, hi = self.speed
+        e = self.epoch if epoch is None else epoch
+        g = clip_generator(derive_seed(self.seed, SPEED, e, index))
+        return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
+
+    def planned_seconds(self, record: ClipRecord, index: int, epoch: int | None = None) -> float | None:
+        """Seconds of audio ``record`` (seed index ``index``) will have in ``epoch``, after its speed
+        change (None: unknown duration)."""
+        secs = self.read_seconds(record)
+        speed = self.speed_of(index, epoch)
+        return secs if secs is None or speed == 1.0 else secs / speed
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]] | BadClip:
         r = self.records[index]
@@ -178,6 +202,9 @@ class WaveformDataset(Dataset):
         g: torch.Generator,
         problems: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        speed = self.speed_of(index)
+        if speed != 1.0:
+            wave = change_speed(wave, speed)
         if self.train and self.gain_db > 0:
             wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
         if self.train and self.max_shift > 0:
@@ -193,6 +220,7 @@ class WaveformDataset(Dataset):
             "offset_s": offset,
             "duration_s": wave.shape[0] / self.sample_rate,
             "seed": self.item_seed(index, MIX),
+            "speed": speed,
             "problems": list(problems or []),
         }
         return wave, self.encode(r), meta
