@@ -121,9 +121,11 @@ class WaveformDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def item_seed(self, index: int, stream: int) -> int:
-        """The seed of one random draw of clip ``index`` in this epoch (train) or fixed (eval)."""
-        return derive_seed(self.seed, stream, self.epoch if self.train else -1, index)
+    def item_seed(self, index: int, stream: int, epoch: int | None = None) -> int:
+        """The seed of one random draw of clip ``index`` in ``epoch`` (default: this one; train) or
+        fixed (eval)."""
+        e = (self.epoch if epoch is None else epoch) if self.train else -1
+        return derive_seed(self.seed, stream, e, index)
 
     def encode(self, record: ClipRecord) -> torch.Tensor:
         if self.target == "index":
@@ -142,8 +144,7 @@ class WaveformDataset(Dataset):
         if not self.train or self.speed is None:
             return 1.0
         lo, hi = self.speed
-        e = self.epoch if epoch is None else epoch
-        g = clip_generator(derive_seed(self.seed, SPEED, e, index))
+        g = clip_generator(self.item_seed(index, SPEED, epoch))
         return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
 
     def planned_seconds(self, record: ClipRecord, index: int, epoch: int | None = None) -> float | None:
