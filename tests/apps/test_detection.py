@@ -257,7 +257,7 @@ def test_elastic_detect_any_length_and_pipeline():
     piece = wave[ws.index * plan.hop_samples :][: plan.window_samples]
     with torch.no_grad():
         spec, frames = fe(piece[None])
-        alone = model(collate_packed([spec[0, :, : int(frames)]]))
+        alone = model(collate_packed([spec[0, :, : int(frames)]], pad_value=fe.config.pad_value))
     assert (torch.sigmoid(alone.frame_logits[0]) - ws.frame_probs).abs().max() < 1e-5
     pipe = Pipeline(model, fe, labels=["a", "b", "c", "d"])
     ps = pipe.frame_scores(wave, sample_rate=16000)

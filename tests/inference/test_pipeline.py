@@ -12,8 +12,11 @@ from audioflex.audio.frontend.kaldi import KaldiFbankConfig
 from audioflex.audio.stream import iter_pieces
 from audioflex.checkpoints import save_checkpoint
 from audioflex.cli import app
+from audioflex.data.datasets import SpectrogramDataset, TrainCollator, WaveformDataset
+from audioflex.data.records import ClipRecord, LabelSet
 from audioflex.inference import Pipeline
 from audioflex.models.registry import create_model
+from audioflex.packing import collate_packed
 
 runner = CliRunner()
 LABELS = ["siren", "knock", "hum"]
@@ -65,11 +68,40 @@ def test_elastic_short_clip_is_one_piece_equal_to_direct_model(elastic_ckpt):
     wave = torch.from_numpy(tone(0.7))
     scores = pipe.clip_scores(wave)
     spec, frames = pipe.frontend(wave[None])
-    from audioflex.packing import collate_packed
-
+    pad = pipe.frontend.config.pad_value
     with torch.no_grad():
-        direct = torch.sigmoid(pipe.model(collate_packed([spec[0, :, : frames[0]]])).clip_logits[0])
+        batch = collate_packed([spec[0, :, : frames[0]]], pad_value=pad)
+        direct = torch.sigmoid(pipe.model(batch).clip_logits[0])
     assert torch.allclose(scores, direct, atol=1e-6)
+
+
+def test_packed_scores_equal_the_training_validation_pass(tmp_path):
+    """A packed model scores a clip at inference exactly as the training run's validation loader
+    fed it: a clip whose frames do not fill its last patch column gets that column padded with the
+    front end's pad value in both (it was 0.0 at inference, the normalised silence in training)."""
+    frontend = KaldiFbankConfig(norm_mean=-5.5, norm_std=3.5)  # a dataset's own stats: pad value 0.79
+    path = tmp_path / "elastic"
+    save_checkpoint(path, tiny("elastic_ast_tiny"), frontend=frontend, labels=LABELS)
+    pipe = Pipeline.from_checkpoint(path)
+    records = []
+    for i, seconds in enumerate((0.7, 1.0, 0.33)):  # 68, 98, 31 frames: all end in a partial column
+        wav = tmp_path / f"c{i}.wav"
+        sf.write(wav, tone(seconds, f=300.0 + 200 * i), 16000, subtype="FLOAT")
+        records.append(ClipRecord(wav, labels=(LABELS[i],)))
+    ds = SpectrogramDataset(
+        WaveformDataset(records, LabelSet(LABELS), sample_rate=16000), frontend, min_frames=16
+    )
+    batch = TrainCollator(packed=True, train=False, pad_value=ds.pad_value)([ds[i] for i in range(3)])
+    with torch.no_grad():
+        loader = torch.sigmoid(pipe.model(batch.inputs).clip_logits)
+        zero_pad = [collate_packed([ds[i][0]], pad_value=0.0) for i in range(3)]
+        zero = torch.cat([torch.sigmoid(pipe.model(b).clip_logits) for b in zero_pad])
+    waves = [torch.from_numpy(sf.read(r.path, dtype="float32")[0]) for r in records]
+    scores = pipe.scores_batch(waves)
+    by_clip = torch.empty_like(loader)
+    by_clip[list(batch.index)] = loader  # batch row j is clip batch.index[j]
+    assert torch.allclose(scores, by_clip, atol=1e-6)
+    assert (scores - zero).abs().max() > 1e-3  # the padding matters: this test would see 0.0
 
 
 def test_elastic_any_frame_shift_and_long_input(elastic_ckpt, tmp_path):

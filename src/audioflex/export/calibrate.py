@@ -31,11 +31,12 @@ def calibration_feeds(
             spec, frames = fe(wave[None])
         if contract.packed:
             t = min(max(1, int(frames[0])), contract.native_frames)
-            batch = collate_packed([spec[0, :, :t]], patch=contract.column_frames)
+            batch = collate_packed([spec[0, :, :t]], patch=contract.column_frames, pad_value=frontend.pad_value)
             names = ("patches", "coords", "segment_ids", "grid_sizes")
             feeds.append(dict(zip(names, packed_inputs(batch))))
             continue
         window = int(contract.input_frames or spec.shape[-1])
-        spec = torch.nn.functional.pad(spec, (0, max(0, window - spec.shape[-1])))[..., :window]
+        spec = torch.nn.functional.pad(spec, (0, max(0, window - spec.shape[-1])), value=frontend.pad_value)
+        spec = spec[..., :window]
         feeds.append({"spec": spec, "frames": frames.clamp(max=window).long()})
     return feeds

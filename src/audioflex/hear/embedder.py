@@ -213,7 +213,9 @@ class EmbeddingModel(nn.Module):
         layers = self.layers or ()
         if self.contract.packed:
             t = max(1, int(frames[0]))
-            batch = collate_packed(list(spec[:, :, :t]), patch=self.contract.column_frames).to(self.device)
+            pieces = list(spec[:, :, :t])
+            batch = collate_packed(pieces, patch=self.contract.column_frames, pad_value=fe.config.pad_value)
+            batch = batch.to(self.device)
             out = self.net(batch, return_layers=layers)
             return self._features(out, batch)
         out = self.net(spec, frames, return_layers=layers)

@@ -110,7 +110,9 @@ def _score_windows(
     if plan.packed:
         specs = [spec[i, :, : max(1, f)] for i, f in enumerate(frames_list)]
         shift_ms = 1000.0 * frontend.hop_s
-        batch = collate_packed(specs, patch=plan.step_frames, frame_shift_ms=[shift_ms] * len(specs))
+        batch = collate_packed(
+            specs, patch=plan.step_frames, frame_shift_ms=[shift_ms] * len(specs), pad_value=frontend.config.pad_value
+        )
         out: AudioOutput = model(batch.to(device))
     else:
         out = model(spec, torch.tensor(frames_list, device=device))

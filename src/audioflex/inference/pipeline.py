@@ -239,7 +239,8 @@ class Pipeline:
             frames = frames.clamp(max=spec.shape[-1])
             return self._activate(self.model(spec, frames).clip_logits.float())
         specs = self._spectrograms(pieces)
-        out = self.model(collate_packed(specs, patch=self.contract.column_frames).to(self.device))
+        batch = collate_packed(specs, patch=self.contract.column_frames, pad_value=self.frontend.config.pad_value)
+        out = self.model(batch.to(self.device))
         return self._activate(out.clip_logits.float())
 
     def _padded(self, pieces: list[Piece], min_samples: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,6 +40,13 @@ class FrontendConfig:
         raise NotImplementedError
 
     @property
+    def pad_value(self) -> float:
+        """The value of a frame past a clip's end, as this front end writes it in a padded batch;
+        whoever pads a spectrogram further (a packed model's last, partial patch column, a batch of
+        unequal clips) pads with it, so training and inference see the same padding."""
+        raise NotImplementedError
+
+    @property
     def window_samples(self) -> int:
         """Samples of one analysis window (``win_length``, else ``n_fft``, else one hop)."""
         win = getattr(self, "win_length", None) or getattr(self, "n_fft", None)

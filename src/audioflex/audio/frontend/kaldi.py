@@ -125,6 +125,11 @@ class KaldiFbankConfig(FrontendConfig):
         return 1 << (self.win_length - 1).bit_length()
 
     @property
+    def pad_value(self) -> float:
+        """Raw log fbank 0, normalised when ``normalize`` (the AST recipe's padding)."""
+        return (0.0 - self.norm_mean) / (2 * self.norm_std) if self.normalize else 0.0
+
+    @property
     def hop_s(self) -> float:
         """Seconds between consecutive frames."""
         return self.hop_length / self.sample_rate

@@ -91,6 +91,11 @@ class LogMelConfig(FrontendConfig):
         return self.hop_length / self.sample_rate
 
     @property
+    def pad_value(self) -> float:
+        """Silence, :attr:`floor_db`."""
+        return self.floor_db
+
+    @property
     def floor_db(self) -> float:
         """The dB value of silence (``10 * log10(amin)``), also used for padded frames."""
         return 10.0 * math.log10(self.amin)

@@ -60,6 +60,11 @@ class PasstMelConfig(FrontendConfig):
             raise ValueError(f"PasstMelConfig: hop_length must be positive, got {self.hop_length}")
 
     @property
+    def pad_value(self) -> float:
+        """Normalised log-mel of silence (zero power)."""
+        return (math.log(self.log_offset) + self.norm_shift) / self.norm_scale
+
+    @property
     def hop_s(self) -> float:
         return self.hop_length / self.sample_rate
 
@@ -151,8 +156,7 @@ class PasstMel(Frontend):
             mel = (mel + c.log_offset).log()
             mel = (mel + c.norm_shift) / c.norm_scale
         valid = torch.arange(mel.shape[-1], device=mel.device) < frames.unsqueeze(1)  # [B, T']
-        silence = (math.log(c.log_offset) + c.norm_shift) / c.norm_scale
-        return torch.where(valid.unsqueeze(1), mel, mel.new_full((), silence))
+        return torch.where(valid.unsqueeze(1), mel, mel.new_full((), c.pad_value))
 
     def forward(
         self, wave: torch.Tensor, lengths: torch.Tensor | None = None

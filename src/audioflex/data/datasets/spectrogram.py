@@ -109,11 +109,8 @@ class SpectrogramDataset(Dataset):
 
     @property
     def pad_value(self) -> float:
-        """Normalised value of a padded (raw 0) frame, as the front end pads."""
-        c = self.frontend_config
-        if getattr(c, "normalize", False) and hasattr(c, "norm_mean"):
-            return (0.0 - c.norm_mean) / (2 * c.norm_std)
-        return 0.0
+        """The front end's value of a padded frame (``FrontendConfig.pad_value``)."""
+        return self.frontend_config.pad_value
 
     @property
     def fixed_frames(self) -> int | None:
