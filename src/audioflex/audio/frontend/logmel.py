@@ -152,7 +152,7 @@ class LogMel(Frontend):
                 frames = torch.full((b,), spec.shape[-1], dtype=torch.long, device=wave.device)
                 return spec, frames
             total = self.num_frames(n)
-            spec = wave.new_full((b, self.config.n_mels, total), self.config.floor_db)
+            spec = wave.new_full((b, self.config.n_mels, total), self.config.pad_value)
             for length in sorted(set(lens)):  # clips of equal length share one STFT call
                 idx = [i for i, m in enumerate(lens) if m == length]
                 part = self._logmel(wave[idx, :length])
