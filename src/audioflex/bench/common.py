@@ -28,6 +28,24 @@ __all__ = [
 ]
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_bf16_flags() -> list[str] | None:
+    """Which of the CPU's native bfloat16 features (``avx512_bf16``, ``amx_bf16``, ``amx_tile``) it has,
+    from ``/proc/cpuinfo`` (None where that file does not exist). bf16 inference is fast with AMX only."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return [f for f in BF16_FLAGS if f in flags]
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     return {
@@ -37,6 +55,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # e.g. AVX2, AVX512
+        "cpu_bf16": cpu_bf16_flags(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 

@@ -1,13 +1,14 @@
 """Runtime benchmarks (``audioflex bench onnx``): one model, several runtimes, side by side.
 
 - ``ast``: ``ast_<size>`` inference on 10 s clips (1024 frames) with the same weights in audioflex
-  torch, transformers' ``ASTForAudioClassification`` (SDPA attention), ONNX Runtime fp32 and ORT
-  dynamic int8; seconds per batch, speed-up over transformers SDPA, max logit difference to
-  audioflex torch (random weights: a numerical check, not an accuracy figure).
+  torch (float32 and under bfloat16 autocast), transformers' ``ASTForAudioClassification`` (SDPA
+  attention), ONNX Runtime fp32 and ORT dynamic int8; seconds per batch, speed-up over transformers
+  SDPA, max logit difference to audioflex torch (random weights: a numerical check, not an accuracy figure).
 - ``detect``: ``Pipeline``-style frame scores of a generated file with ``htsat_tiny`` (default
-  50 % overlap) through torch and ORT fp32 / int8: real-time factors.
+  50 % overlap) through torch (float32, bfloat16 autocast) and ORT fp32 / int8: real-time factors.
 
-The JSON records the machine (CPU capability, threads) and the onnxruntime version.
+The JSON records the machine (CPU capability, native bf16 features, threads) and the onnxruntime
+version: bfloat16 is fast only with AMX.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from audioflex.bench.ast_hf import hf_ast_twin
 from audioflex.bench.common import machine, mean_seconds
+from audioflex.models.autocast import AutocastModel
 
 
 def _ort_models(model: torch.nn.Module, tmp: Path, int8: bool = True) -> dict[str, torch.nn.Module]:
@@ -52,6 +54,9 @@ def bench_ast_runtimes(batch: int = 2, steps: int = 2, size: str = "base", seed:
         ours, load_hf = hf_ast_twin(size, seed, tmp)
         ref = ours(x).clip_logits
         runs["torch"] = {"seconds_per_batch": mean_seconds(lambda: ours(x), steps), "max_logit_diff": 0.0}
+        bf16 = AutocastModel(ours)
+        runs["torch_bf16"] = {"seconds_per_batch": mean_seconds(lambda: bf16(x), steps),
+                              "max_logit_diff": float((bf16(x).clip_logits - ref).abs().max())}
         hf = load_hf("sdpa")
         xt = x.transpose(1, 2).contiguous()
         runs["hf_sdpa"] = {"seconds_per_batch": mean_seconds(lambda hf=hf: hf(input_values=xt), steps),
@@ -86,7 +91,7 @@ def bench_detect_runtimes(seconds: float = 600.0, model: str = "htsat_tiny", hop
     runs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = make_long_audio(Path(tmp) / "long.wav", seconds, fe.sample_rate)
-        models = {"torch": net, **_ort_models(net, Path(tmp), int8=int8)}
+        models = {"torch": net, "torch_bf16": AutocastModel(net), **_ort_models(net, Path(tmp), int8=int8)}
         ref = None
         for name, m in models.items():
             t0 = time.perf_counter()

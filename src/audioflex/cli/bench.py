@@ -66,7 +66,9 @@ def bench_ast_vs_hf(
 
 
 def bench_onnx_cmd(
-    what: str = typer.Argument("ast", help="ast (torch vs transformers SDPA vs ORT fp32 vs ORT int8) or detect."),
+    what: str = typer.Argument(
+        "ast", help="ast (torch fp32 / bf16 vs transformers SDPA vs ORT fp32 vs ORT int8) or detect."
+    ),
     batch: int = typer.Option(2, help="ast: clips per batch."),
     steps: int = typer.Option(2, help="ast: timed batches per runtime."),
     size: str = typer.Option("base", help="ast: tiny, small or base."),

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audioflex.cli.common import (
+    BF16_HELP,
     CALIBRATE_HELP,
     EMBED_OPTIONS_HELP,
     INT8_HELP,
@@ -43,6 +44,7 @@ def tag(
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     calibrate: list[Path] = typer.Option([], "--calibrate", help=CALIBRATE_HELP),
+    bf16: bool = typer.Option(False, "--bf16", help=BF16_HELP),
 ) -> None:
     """Tag audio files with a checkpoint's labels (bad files are reported, the others tagged; exit 1
     if any failed)."""
@@ -54,7 +56,7 @@ def tag(
         _check_shift_option(checkpoint, frame_shift_ms)
     pipe = Pipeline.from_checkpoint(
         checkpoint, device=device, frame_shift_ms=frame_shift_ms, aggregate=aggregate,
-        **runtime_options(runtime, int8, calibrate),
+        **runtime_options(runtime, int8, calibrate, bf16),
     )
     results = {}
     errors: dict[str, str] = {}
@@ -144,6 +146,7 @@ def detect(
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     calibrate: list[Path] = typer.Option([], "--calibrate", help=CALIBRATE_HELP),
+    bf16: bool = typer.Option(False, "--bf16", help=BF16_HELP),
 ) -> None:
     """Sound event detection on files of any length: events with onsets and offsets."""
     import tempfile
@@ -151,7 +154,7 @@ def detect(
     from audioflex.apps.detect import detect_files
     from audioflex.inference.pipeline import Pipeline
 
-    rt = runtime_options(runtime, int8, calibrate)
+    rt = runtime_options(runtime, int8, calibrate, bf16)
     pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=8, **rt)
     if audio_dir is not None:
         files = [f if f.is_absolute() else audio_dir / f for f in files]
@@ -206,6 +209,7 @@ def embed(
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     calibrate: list[Path] = typer.Option([], "--calibrate", help=CALIBRATE_HELP),
+    bf16: bool = typer.Option(False, "--bf16", help=BF16_HELP),
 ) -> None:
     """Embeddings of audio files on disk; resumable (files already done are skipped). Bad inputs are
     reported one line each after the good ones are embedded (exit 1)."""
@@ -213,9 +217,9 @@ def embed(
     from audioflex.inference.pipeline import Pipeline
 
     options = parse_options(option)
-    rt = runtime_options(runtime, int8, calibrate)
+    rt = runtime_options(runtime, int8, calibrate, bf16)
     model = None
-    if rt["runtime"] == "onnx" or checkpoint.suffix.lower() == ".onnx":
+    if rt["runtime"] == "onnx" or rt["bf16"] or checkpoint.suffix.lower() == ".onnx":
         model = Pipeline.from_checkpoint(checkpoint, device=device, **rt).embedding_model(**options)
     report = embed_files(
         inputs, checkpoint, out_dir, kind=kind, fmt=fmt, device=device, progress=progress, model=model, **options

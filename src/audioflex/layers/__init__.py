@@ -3,6 +3,7 @@
 from audioflex.layers.attention import BACKENDS, Attention, SeqInfo, varlen_attention
 from audioflex.layers.block import Block
 from audioflex.layers.mlp import DropPath, Mlp, drop_path, drop_path_rates
+from audioflex.layers.patch import PatchConv
 from audioflex.layers.pos_embed import (
     factorized_positions,
     grid_to_factorized,
@@ -16,6 +17,7 @@ __all__ = [
     "Block",
     "DropPath",
     "Mlp",
+    "PatchConv",
     "SeqInfo",
     "drop_path",
     "drop_path_rates",

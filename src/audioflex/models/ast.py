@@ -19,6 +19,7 @@ from torch import nn
 
 from audioflex.layers.attention import SeqInfo
 from audioflex.layers.block import head_init_, init_xavier_weights, small_init_
+from audioflex.layers.patch import PatchConv
 from audioflex.layers.pos_embed import factorized_positions, resample_grid
 from audioflex.models.contract import ModelContract, check_pool
 from audioflex.models.heads import AttentionPool, segment_mean
@@ -70,7 +71,7 @@ class AST(PrefixTokenGridModel):
             (max(num_mel_bins, patch_size) - patch_size) // self.strides[0] + 1,
             (max(max_length, patch_size) - patch_size) // self.strides[1] + 1,
         )
-        self.patch_embed = nn.Conv2d(1, embed_dim, patch_size, self.strides)
+        self.patch_embed = PatchConv(1, embed_dim, patch_size, self.strides)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 2 + self.grid[0] * self.grid[1], embed_dim))

@@ -31,6 +31,7 @@ from torch import nn
 
 from audioflex.audio.frontend.passt import PasstMelConfig
 from audioflex.layers.block import init_vit_weights
+from audioflex.layers.patch import PatchConv
 from audioflex.layers.pos_embed import resample_1d
 from audioflex.models.contract import ModelContract
 from audioflex.models.outputs import AudioOutput
@@ -43,7 +44,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, patch_size: int, stride: int, embed_dim: int) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(1, embed_dim, patch_size, stride)
+        self.proj = PatchConv(1, embed_dim, patch_size, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
