@@ -136,8 +136,6 @@ def runtime_options(runtime: str, int8: bool, calibrate: list[Path], bf16: bool 
     """Keyword arguments of ``Pipeline.from_checkpoint`` for ``--runtime/--int8/--calibrate/--bf16``."""
     if calibrate and not int8:
         raise ValueError("--calibrate sets static int8 ranges: use it with --int8")
-    if bf16 and (int8 or runtime != "torch"):
-        raise ValueError("--bf16 runs the torch model under autocast: use it without --int8 and --runtime onnx")
     if int8:
         runtime = "onnx"
     return {"runtime": runtime, "int8": ("static" if calibrate else "dynamic") if int8 else None,

@@ -91,8 +91,8 @@ def _load_model(
     check_runtime(runtime, int8)
     if bf16 and runtime != "torch":
         raise ValueError(
-            "bf16 runs the torch model under autocast; ONNX Runtime runs float32 or int8: "
-            "drop --bf16 or use --runtime torch with a checkpoint directory"
+            "bf16 runs the torch model under autocast (--bf16); ONNX Runtime (--runtime onnx, --int8, an .onnx "
+            "file) runs float32 or int8: drop --bf16, or drop the others and use a checkpoint directory"
         )
     if runtime == "onnx":
         from audioflex.export.loader import load_onnx_runtime
