@@ -1,8 +1,8 @@
 """audioflex: audio transformers (AST, ElasticAST, HTS-AT, PaSST) on audio of any length.
 
 The public API is small: ``load_audio``, ``audio_info``, ``create_model``, ``list_models``,
-``save_checkpoint``, ``load_checkpoint`` and ``Pipeline``. Names are imported lazily so that
-``import audioflex`` stays fast.
+``save_checkpoint``, ``load_checkpoint``, ``Pipeline`` and ``PostProcessing`` (event post-processing).
+Names are imported lazily so that ``import audioflex`` stays fast.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _LAZY = {
     "load_checkpoint": "audioflex.checkpoints",
     "CheckpointError": "audioflex.checkpoints",
     "Pipeline": "audioflex.inference.pipeline",
+    "PostProcessing": "audioflex.evaluate.events",
 }
 
 __all__ = ["__version__", *_LAZY]

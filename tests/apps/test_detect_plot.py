@@ -9,6 +9,7 @@ import torch
 from audioflex.apps.detect import detect_files
 from audioflex.audio.frontend.logmel import LogMelConfig
 from audioflex.checkpoints import save_checkpoint
+from audioflex.evaluate.events import PostProcessing
 from audioflex.models.htsat import HTSAT
 
 SR = 32000
@@ -43,11 +44,11 @@ def test_plot_legend_threshold_reference_and_nothing_found(tmp_path, monkeypatch
         return real(fig, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
-    rep = detect_files([wav], ck, plot_dir=tmp_path / "plots", thresholds=1.0, reference=ref)
+    rep = detect_files([wav], ck, post=PostProcessing(thresholds=1.0), plot_dir=tmp_path / "plots", reference=ref)
     assert rep.plots[str(wav)].is_file()
     assert set(LABELS) <= set(seen["legend"]) and "threshold" in seen["legend"]  # every class of 8
     assert seen["hlines"] == [1.0] and "reference" in seen["xlabel"]
     assert rep.num_events == 0
-    assert "no events found in 1 file(s) at threshold 1.0" in rep.nothing_found(1.0)
-    found = detect_files([wav], ck, thresholds=1e-6)
-    assert found.num_events > 0 and found.nothing_found(1e-6) is None
+    assert "no events found in 1 file(s) at threshold 1.0" in rep.nothing_found(PostProcessing(thresholds=1.0))
+    found = detect_files([wav], ck, post=PostProcessing(thresholds=1e-6))
+    assert found.num_events > 0 and found.nothing_found(PostProcessing(thresholds=1e-6)) is None

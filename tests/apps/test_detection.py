@@ -15,6 +15,7 @@ from torch import nn
 
 from audioflex.audio.frontend.kaldi import KaldiFbank, KaldiFbankConfig
 from audioflex.audio.frontend.logmel import LogMel, LogMelConfig
+from audioflex.evaluate.events import PostProcessing
 from audioflex.inference import OverlapAdd, Pipeline, frame_scores, iter_window_scores, plan_windows
 from audioflex.models.ast import AST, ElasticAST
 from audioflex.models.contract import ModelContract
@@ -367,8 +368,8 @@ def test_detect_files_tsv_json_round_trip_plots_and_bad_files(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
     thr = {"beep": 1e-6, "dog": 1.0, "car": 0.6}  # beep: always on, dog: never (the range is (0, 1])
-    rep = detect_files([a, bad, b], ckpt, out=tmp_path / "out" / "ev.tsv", plot_dir=tmp_path / "plots",
-                       thresholds=thr, median_filter_s=0.2, min_duration_s=0.1)
+    rep = detect_files([a, bad, b], ckpt, post=PostProcessing(thresholds=thr, median_filter_s=0.2, min_duration_s=0.1),
+                       out=tmp_path / "out" / "ev.tsv", plot_dir=tmp_path / "plots")
     assert list(rep.errors) == [str(bad)] and "bad.wav" in rep.errors[str(bad)]
     assert set(rep.events) == {str(a), str(b)}
     beep_a = [e for e in rep.events[str(a)] if e.label == "beep"]
@@ -383,15 +384,15 @@ def test_detect_files_tsv_json_round_trip_plots_and_bad_files(tmp_path):
     for f in (a, b):
         png = rep.plots[str(f)]
         assert png.is_file() and png.stat().st_size > 5000
-    rj = detect_files([a, bad], ckpt, out=tmp_path / "ev.json", fmt="json", thresholds=thr)
+    rj = detect_files([a, bad], ckpt, post=PostProcessing(thresholds=thr), out=tmp_path / "ev.json", fmt="json")
     as_tuples = [(e.onset, e.offset, e.label) for e in rj.events[str(a)]]
     assert [(e.onset, e.offset, e.label) for e in read_events_json(rj.out)[str(a)]] == as_tuples
     assert json.loads(rj.out.read_text())["errors"] == {str(bad): rj.errors[str(bad)]}
     with pytest.raises(ValueError, match="unknown label"):
-        detect_files([a], ckpt, thresholds={"cat": 0.3})
+        detect_files([a], ckpt, post=PostProcessing(thresholds={"cat": 0.3}))
     # the Pipeline gives the same events
     pipe = Pipeline.from_checkpoint(ckpt)
-    evs = pipe.detect(a, thresholds=thr, median_filter_s=0.2, min_duration_s=0.1)
+    evs = pipe.detect(a, PostProcessing(thresholds=thr, median_filter_s=0.2, min_duration_s=0.1))
     assert [(e.onset, e.offset, e.label) for e in evs] == [(e.onset, e.offset, e.label) for e in rep.events[str(a)]]
 
 
@@ -432,8 +433,8 @@ def test_detect_rejects_thresholds_outside_0_1_and_names_the_option(frame_ckpt, 
     pipe = Pipeline.from_checkpoint(frame_ckpt)
     for thr in (1.5, -0.5, 0.0, {"siren": 1.01}, [0.5, -1.0]):
         with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\]"):
-            pipe.detect(wav, thresholds=thr)
-    assert isinstance(pipe.detect(wav, thresholds=1.0), list)
+            pipe.detect(wav, PostProcessing(thresholds=thr))
+    assert isinstance(pipe.detect(wav, PostProcessing(thresholds=1.0)), list)
 
 
 def test_detect_prints_each_error_once(frame_ckpt, tmp_path, caplog):

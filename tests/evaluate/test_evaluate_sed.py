@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from audioflex.apps.sed import EventScoring, evaluate_event_checkpoints, evaluat
 from audioflex.audio.frontend.logmel import LogMelConfig
 from audioflex.checkpoints.io import save_checkpoint
 from audioflex.data.readers import read_dataset
-from audioflex.evaluate.events import events_by_file
+from audioflex.evaluate.events import PostProcessing, events_by_file
 from audioflex.evaluate.metrics import event_based_metrics, onset_event_metrics, segment_based_metrics
 from audioflex.evaluate.scores import psds_from_scores, read_score_files
 from audioflex.inference import Pipeline
@@ -22,7 +23,7 @@ from audioflex.models.registry import create_model
 
 SR = 32000
 LABELS = ["alarm", "dog", "speech"]
-POST = {"thresholds": 0.5, "median_filter_s": 0.3, "min_duration_s": 0.1, "merge_gap_s": 0.2}
+POST = PostProcessing(thresholds=0.5, median_filter_s=0.3, min_duration_s=0.1, merge_gap_s=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +61,10 @@ def strong_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, tmp_path: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
-    res = evaluate_events(ckpt, records, scoring=EventScoring(tune="none", **POST), score_dir=tmp_path / "scores")
+    res = evaluate_events(ckpt, records, scoring=EventScoring(tune="none", post=POST), score_dir=tmp_path / "scores")
     json.dumps(res)  # JSON-ready
     pipe = Pipeline.from_checkpoint(ckpt)
-    est = events_by_file(ev for r in records for ev in pipe.detect(r.path, **POST))
+    est = events_by_file(ev for r in records for ev in pipe.detect(r.path, POST))
     est = {r.path.stem: est.get(str(r.path), []) for r in records}
     ref = {r.path.stem: list(r.events) for r in records}
     assert res["num_estimated_events"] == sum(len(v) for v in est.values()) > 0
@@ -85,7 +86,7 @@ def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, t
     assert res["psds1"]["psds"] == pytest.approx(p1["psds"], abs=1e-6) and 0 <= p1["psds"] <= 1
     assert res["psds2"]["settings"]["cttc_threshold"] == 0.3
     # the numbers are really computed (a different post-processing changes them)
-    strict = EventScoring(tune="none", **{**POST, "thresholds": 0.99}, psds=False)
+    strict = EventScoring(tune="none", post=replace(POST, thresholds=0.99), psds=False)
     other = evaluate_events(ckpt, records, scoring=strict)
     assert other["num_estimated_events"] < res["num_estimated_events"]
     assert other["segment_based"]["f1"] != res["segment_based"]["f1"]
@@ -94,7 +95,8 @@ def test_metrics_equal_direct_sed_eval_on_detect(ckpt: Path, strong_set: Path, t
 
 def test_tuned_on_validation_and_applied_to_test(ckpt: Path, strong_set: Path) -> None:
     records = read_dataset(strong_set, kind="strong").records
-    fixed = evaluate_events(ckpt, records[1:], scoring=EventScoring(tune="none", psds=False, thresholds=0.5))
+    fixed = evaluate_events(ckpt, records[1:], scoring=EventScoring(tune="none", psds=False,
+                                                                    post=PostProcessing(thresholds=0.5)))
     tuned = evaluate_events(ckpt, records[1:], valid_records=records[1:], scoring=EventScoring(psds=False))
     assert "tuned on 2 validation files" in tuned["tuned_on"]
     thr = tuned["postprocessing"]["thresholds"]

@@ -13,6 +13,7 @@ from audioflex.data.targets import events_to_frame_targets
 from audioflex.evaluate.events import (
     Event,
     FileEvent,
+    PostProcessing,
     as_event,
     events_by_file,
     frames_to_events,
@@ -43,12 +44,12 @@ def test_event_type_is_the_records_event():
 
 def test_threshold_segments_to_seconds():
     p = curve(0.1, 0.6, 0.7, 0.2, 0.5, 0.9, 0.4)
-    ev = frames_to_events(p, HOP, ["dog"], thresholds=0.5)
+    ev = frames_to_events(p, HOP, ["dog"], PostProcessing(thresholds=0.5))
     # >= threshold: frames 1-2 and 4-5 -> [0.1, 0.3) and [0.4, 0.6)
     assert spans(ev) == [(0.1, 0.3, "dog"), (0.4, 0.6, "dog")]
     assert all(type(e) is Event for e in ev)
     # a higher threshold keeps only frame 5
-    assert spans(frames_to_events(p, HOP, ["dog"], thresholds=0.8)) == [(0.5, 0.6, "dog")]
+    assert spans(frames_to_events(p, HOP, ["dog"], PostProcessing(thresholds=0.8))) == [(0.5, 0.6, "dog")]
 
 
 def test_event_running_to_the_end_and_from_the_start():
@@ -61,20 +62,20 @@ def test_median_filter_removes_one_frame_spike_and_fills_one_frame_hole():
     raw = frames_to_events(p, HOP, ["a"])
     assert spans(raw) == [(0.2, 0.3, "a"), (0.6, 0.8, "a"), (0.9, 1.1, "a")]
     # 3-frame median: the spike at frame 2 goes, the hole at frame 8 is filled
-    filt = frames_to_events(p, HOP, ["a"], median_filter_s=0.3)
+    filt = frames_to_events(p, HOP, ["a"], PostProcessing(median_filter_s=0.3))
     assert spans(filt) == [(0.6, 1.1, "a")]
     # an even window (0.2 s = 2 frames) is made odd (3 frames): same result
-    assert spans(frames_to_events(p, HOP, ["a"], median_filter_s=0.2)) == spans(filt)
+    assert spans(frames_to_events(p, HOP, ["a"], PostProcessing(median_filter_s=0.2))) == spans(filt)
     # a window of one frame does nothing
-    assert spans(frames_to_events(p, HOP, ["a"], median_filter_s=0.1)) == spans(raw)
+    assert spans(frames_to_events(p, HOP, ["a"], PostProcessing(median_filter_s=0.1))) == spans(raw)
 
 
 def test_median_filter_per_class():
     p = np.zeros((7, 2))
     p[3, :] = 1.0  # a one-frame spike in both classes
-    ev = frames_to_events(p, HOP, ["a", "b"], median_filter_s={"a": 0.3})
+    ev = frames_to_events(p, HOP, ["a", "b"], PostProcessing(median_filter_s={"a": 0.3}))
     assert spans(ev) == [(0.3, 0.4, "b")]
-    ev = frames_to_events(p, HOP, ["a", "b"], median_filter_s=[0.0, 0.3])
+    ev = frames_to_events(p, HOP, ["a", "b"], PostProcessing(median_filter_s=[0.0, 0.3]))
     assert spans(ev) == [(0.3, 0.4, "a")]
 
 
@@ -82,34 +83,34 @@ def test_merge_short_gap():
     p = curve(1, 1, 0, 1, 1, 0, 0, 0, 1)
     assert len(frames_to_events(p, HOP, ["a"])) == 3
     # the 1-frame (0.1 s) gap is shorter than 0.15 s -> merged; the 3-frame gap is not
-    ev = frames_to_events(p, HOP, ["a"], merge_gap_s=0.15)
+    ev = frames_to_events(p, HOP, ["a"], PostProcessing(merge_gap_s=0.15))
     assert spans(ev) == [(0.0, 0.5, "a"), (0.8, 0.9, "a")]
     # a gap equal to merge_gap_s is not "shorter": kept apart
-    assert len(frames_to_events(p, HOP, ["a"], merge_gap_s=0.1)) == 3
+    assert len(frames_to_events(p, HOP, ["a"], PostProcessing(merge_gap_s=0.1))) == 3
     # large enough: everything merges
-    assert spans(frames_to_events(p, HOP, ["a"], merge_gap_s=0.35)) == [(0.0, 0.9, "a")]
+    assert spans(frames_to_events(p, HOP, ["a"], PostProcessing(merge_gap_s=0.35))) == [(0.0, 0.9, "a")]
 
 
 def test_drop_short_events_after_merging():
     p = curve(1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1)
     # events: [0,0.1) (1 frame), [0.3,0.6) (3 frames), [0.8,0.9), [1.0,1.1)
-    ev = frames_to_events(p, HOP, ["a"], min_duration_s=0.25)
+    ev = frames_to_events(p, HOP, ["a"], PostProcessing(min_duration_s=0.25))
     assert spans(ev) == [(0.3, 0.6, "a")]
     # equal to the minimum is kept
-    assert spans(frames_to_events(p, HOP, ["a"], min_duration_s=0.3)) == [(0.3, 0.6, "a")]
+    assert spans(frames_to_events(p, HOP, ["a"], PostProcessing(min_duration_s=0.3))) == [(0.3, 0.6, "a")]
     # merging first: [0.8, 1.1) is 3 frames after filling the 1-frame gap -> survives
-    ev = frames_to_events(p, HOP, ["a"], min_duration_s=0.25, merge_gap_s=0.15)
+    ev = frames_to_events(p, HOP, ["a"], PostProcessing(min_duration_s=0.25, merge_gap_s=0.15))
     assert spans(ev) == [(0.3, 0.6, "a"), (0.8, 1.1, "a")]
 
 
 def test_per_class_thresholds_dict_and_array():
     p = np.array([[0.3, 0.3], [0.6, 0.6], [0.9, 0.9], [0.3, 0.3]])
     labels = ["lo", "hi"]
-    ev = frames_to_events(p, HOP, labels, thresholds={"lo": 0.25, "hi": 0.8})
+    ev = frames_to_events(p, HOP, labels, PostProcessing(thresholds={"lo": 0.25, "hi": 0.8}))
     assert spans(ev) == [(0.0, 0.4, "lo"), (0.2, 0.3, "hi")]
-    assert spans(frames_to_events(p, HOP, labels, thresholds=np.array([0.25, 0.8]))) == spans(ev)
+    assert spans(frames_to_events(p, HOP, labels, PostProcessing(thresholds=np.array([0.25, 0.8])))) == spans(ev)
     # a label missing from the dict uses 0.5
-    assert spans(frames_to_events(p, HOP, labels, thresholds={"hi": 0.8})) == [
+    assert spans(frames_to_events(p, HOP, labels, PostProcessing(thresholds={"hi": 0.8}))) == [
         (0.1, 0.3, "lo"),
         (0.2, 0.3, "hi"),
     ]
@@ -144,9 +145,29 @@ def test_events_sorted_by_onset_across_classes():
 )
 def test_frames_to_events_bad_input(kwargs, match):
     args = {"probs": np.zeros((5, 2)), "frame_hop_s": 0.1, "labels": ["a", "b"]}
+    post = {k: kwargs.pop(k) for k in list(kwargs) if k in ("thresholds", "min_duration_s")}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        frames_to_events(**args)
+        frames_to_events(**args, post=PostProcessing(**post))
+    if post:  # the same check before any work, naming the field
+        with pytest.raises(ValueError, match=match):
+            PostProcessing(**post).check(["a", "b"])
+
+
+def test_post_processing_is_one_value():
+    post = PostProcessing(thresholds={"a": 0.3}, median_filter_s=[0.1, 0.2], min_duration_s=np.float32(0.25))
+    assert post.to_dict() == {"thresholds": {"a": 0.3}, "median_filter_s": [0.1, 0.2],
+                              "min_duration_s": 0.25, "merge_gap_s": 0.0}
+    json.dumps(post.to_dict())
+    assert post.threshold_summary() == {"a": 0.3}
+    assert PostProcessing(thresholds=0.4).threshold_summary() == 0.4
+    assert PostProcessing(thresholds=[0.4, 0.6]).threshold_summary() is None
+    thr, med, dur, gap = post.per_class(["a", "b"])
+    assert thr.tolist() == [0.3, 0.5] and med.tolist() == [0.1, 0.2] and gap.tolist() == [0.0, 0.0]
+    assert dur.tolist() == pytest.approx([0.25, 0.25])
+    # a bare threshold where a PostProcessing belongs: one clear error, not an AttributeError
+    with pytest.raises(TypeError, match=r"PostProcessing\(thresholds=0.3\)"):
+        frames_to_events(np.zeros((5, 2)), 0.1, ["a", "b"], 0.3)
 
 
 # ------------------------------------------------------------------------ events -> frame targets

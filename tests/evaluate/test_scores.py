@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from audioflex.data.records import Event
-from audioflex.evaluate.events import frames_to_events
+from audioflex.evaluate.events import PostProcessing, frames_to_events
 from audioflex.evaluate.metrics import event_based_metrics, onset_event_metrics
 from audioflex.evaluate.scores import (
     merge_overlapping,
@@ -84,7 +84,7 @@ def test_psds_agrees_with_psds_eval(monkeypatch):
     # threshold it reaches the exact value up to its interpolation; 50 thresholds come within 0.02
     thresholds = np.unique(np.round(np.concatenate([p.ravel() for p in probs.values()]), 2))
     thresholds = thresholds[(thresholds > 0) & (thresholds <= 1)]
-    by_thr = {float(t): {k: frames_to_events(p, HOP, LABELS, thresholds=float(t), duration_s=dur[k])
+    by_thr = {float(t): {k: frames_to_events(p, HOP, LABELS, PostProcessing(thresholds=float(t)), duration_s=dur[k])
                          for k, p in probs.items()} for t in thresholds}
     approx = psds_eval_psds(ref, by_thr, dur, alpha_st=1.0)
     assert 0.3 < exact <= 1.0
@@ -94,7 +94,8 @@ def test_psds_agrees_with_psds_eval(monkeypatch):
 def test_tuning_matcher_counts_like_sed_eval():
     probs, ref, dur = synthetic(8, seed=1)
     for thr in (0.3, 0.5, 0.7):
-        est = {k: frames_to_events(p, HOP, LABELS, thresholds=thr, duration_s=dur[k]) for k, p in probs.items()}
+        est = {k: frames_to_events(p, HOP, LABELS, PostProcessing(thresholds=thr), duration_s=dur[k])
+               for k, p in probs.items()}
         full = event_based_metrics(ref, est, labels=LABELS)
         onset = onset_event_metrics(ref, est, labels=LABELS)
         for lab in LABELS:

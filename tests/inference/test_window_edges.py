@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audioflex.evaluate.events import PostProcessing
 from audioflex.inference import OverlapAdd, frame_scores
 from audioflex.inference.frames import scores_to_events
 from audioflex.models.contract import ModelContract
@@ -38,7 +39,7 @@ def test_stationary_input_gives_no_activity_at_window_boundaries():
         wave = torch.full((n,), 0.5)
         fs = frame_scores(model, fe, wave, sample_rate=100, batch_size=3)
         assert fs.probs.shape[0] == -(-n // 10)
-        events = scores_to_events(fs, thresholds=0.5)
+        events = scores_to_events(fs, PostProcessing(thresholds=0.5))
         assert events == [], (n, fs.probs[:, 0])
         assert fs.probs.max() < 0.01
 

@@ -7,14 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from audioflex.apps.plots import plot_detection
 from audioflex.audio.io import AudioError
 from audioflex.evaluate.events import (
     Event,
-    PerClass,
-    frames_to_events,
+    PostProcessing,
     read_events,
     write_events_json,
     write_events_tsv,
@@ -47,11 +44,12 @@ class DetectReport:
     def num_events(self) -> int:
         return sum(len(v) for v in self.events.values())
 
-    def nothing_found(self, thresholds: PerClass) -> str | None:
-        """A line saying that no events were found (and what to try), or None."""
+    def nothing_found(self, post: PostProcessing) -> str | None:
+        """A line saying that no events were found with ``post`` (and what to try), or None."""
         if self.num_events or not self.events:
             return None
-        thr = thresholds if not isinstance(thresholds, Mapping) else "per class"
+        summary = post.threshold_summary()
+        thr = "per class" if summary is None or isinstance(summary, Mapping) else summary
         return (f"no events found in {len(self.events)} file(s) at threshold {thr}; lower --threshold "
                 "(e.g. 0.3), check the plots (--plot DIR) or that the checkpoint detects these sounds")
 
@@ -66,12 +64,6 @@ def _reference_for(key: str, reference: Mapping[str, list[Event]]) -> list[Event
     return stems.get(p.stem, [])
 
 
-def _plot_threshold(thresholds: PerClass) -> float | Mapping[str, float] | None:
-    if isinstance(thresholds, Mapping):
-        return {str(k): float(v) for k, v in thresholds.items()}
-    return float(thresholds) if np.ndim(thresholds) == 0 else None
-
-
 def detect_files(
     files: Sequence[str | Path],
     checkpoint: str | Path | Pipeline,
@@ -79,10 +71,7 @@ def detect_files(
     out: str | Path | None = None,
     fmt: str = "tsv",
     plot_dir: str | Path | None = None,
-    thresholds: PerClass = 0.5,
-    median_filter_s: PerClass = 0.0,
-    min_duration_s: PerClass = 0.0,
-    merge_gap_s: PerClass = 0.0,
+    post: PostProcessing | None = None,
     hop: float = 0.5,
     weighting: str = "flat",
     batch_size: int = 8,
@@ -101,7 +90,8 @@ def detect_files(
             files without events are listed with ``[]``); None writes nothing.
         fmt: ``tsv`` or ``json``.
         plot_dir: write ``<stem>.png`` timelines (spectrogram + activity + events) there.
-        thresholds, median_filter_s, min_duration_s, merge_gap_s: event post-processing.
+        post: event post-processing (thresholds, median filter, minimum duration, gap merging;
+            None: threshold 0.5, nothing else).
         hop, weighting, batch_size, device: sliding-window options (see
             :func:`audioflex.inference.frames.frame_scores`).
         top_k_plot: classes shown in the activity panel (default: every class up to 10, else 5
@@ -119,9 +109,7 @@ def detect_files(
         pipe = checkpoint
     else:
         pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
-    post = {"thresholds": thresholds, "median_filter_s": median_filter_s, "min_duration_s": min_duration_s,
-            "merge_gap_s": merge_gap_s}
-    frames_to_events(np.zeros((1, len(pipe.labels))), 1.0, pipe.labels, **post)  # bad options fail before any work
+    post = (post or PostProcessing()).check(pipe.labels)  # bad options fail before any work
     report = DetectReport()
     refs = read_events(reference) if isinstance(reference, (str, Path)) else dict(reference or {})
     top_k = top_k_plot if top_k_plot is not None else (len(pipe.labels) if len(pipe.labels) <= 10 else 5)
@@ -132,7 +120,7 @@ def detect_files(
         key = str(f)
         try:
             scores = pipe.frame_scores(f, hop=hop, weighting=weighting, keep_spectrogram=plot_path is not None)
-            events = scores_to_events(scores, filename=key, **post)
+            events = scores_to_events(scores, post, filename=key)
         except (AudioError, OSError) as e:
             logger.info("%s: %s", key, e)  # the caller reports report.errors (the CLI prints each once)
             report.errors[key] = str(e)
@@ -145,7 +133,7 @@ def detect_files(
                 png = plot_path / f"{Path(key).stem}_{i}.png"
                 i += 1
             plot_detection(png, scores, events, top_k=top_k, title=Path(key).name,
-                           reference=_reference_for(key, refs), threshold=_plot_threshold(thresholds))
+                           reference=_reference_for(key, refs), threshold=post.threshold_summary())
             report.plots[key] = png
     if out is not None:
         if fmt == "tsv":

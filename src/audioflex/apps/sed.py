@@ -22,14 +22,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from audioflex.data.records import ClipRecord, Event
-from audioflex.evaluate.events import PerClass, frames_to_events
+from audioflex.evaluate.events import PostProcessing, frames_to_events
 from audioflex.evaluate.scores import PSDS_SCENARIOS, psds_from_scores, score_frame, write_score_files
 from audioflex.evaluate.sed import event_report, has_events, report_lines, scores_available, summary_line
 from audioflex.evaluate.tuning import FrameSet, tune_postprocessing
@@ -56,8 +54,8 @@ class EventScoring:
         tune: ``per_class`` (each class its own threshold, median filter and minimum duration,
             chosen on the validation clips), ``global`` (one setting for all) or ``none``.
         tune_onset_only: tune for the onset-only F1 (default: onset + offset F1).
-        thresholds, median_filter_s, min_duration_s: the fixed post-processing (one value, one
-            per class or ``{label: value}``), used when not tuning; ``merge_gap_s`` always.
+        post: the fixed post-processing; tuning replaces its thresholds, median filter and minimum
+            duration, its ``merge_gap_s`` is always used.
         t_collar, percentage_of_length: event matching (onset collar in s; offset collar
             ``max(t_collar, percentage_of_length * reference length)``).
         time_resolution: segment length of the segment-based metrics (s).
@@ -66,10 +64,7 @@ class EventScoring:
 
     tune: str = "per_class"
     tune_onset_only: bool = False
-    thresholds: PerClass = 0.5
-    median_filter_s: PerClass = 0.0
-    min_duration_s: PerClass = 0.0
-    merge_gap_s: PerClass = 0.0
+    post: PostProcessing = PostProcessing()
     t_collar: float = 0.2
     percentage_of_length: float = 0.2
     time_resolution: float = 1.0
@@ -79,16 +74,12 @@ class EventScoring:
         if self.tune not in TUNING:
             raise ValueError(f"event scoring: tune must be one of {TUNING}, got {self.tune!r}")
 
-    def fixed(self) -> dict[str, PerClass]:
-        """The fixed post-processing as keyword arguments of ``frames_to_events``."""
-        return {"thresholds": self.thresholds, "median_filter_s": self.median_filter_s,
-                "min_duration_s": self.min_duration_s, "merge_gap_s": self.merge_gap_s}
 
 
-def _events(frames: dict[str, FrameSet], labels: list[str], post: dict[str, PerClass]) -> dict[str, list[Event]]:
+def _events(frames: dict[str, FrameSet], labels: list[str], post: PostProcessing) -> dict[str, list[Event]]:
     out = {}
     for key, f in frames.items():
-        evs = frames_to_events(f.probs, f.hop_s, labels, duration_s=f.duration_s, **post)
+        evs = frames_to_events(f.probs, f.hop_s, labels, post, duration_s=f.duration_s)
         out[key] = [Event(e.onset, e.offset, e.label) for e in evs]
     return out
 
@@ -166,8 +157,7 @@ def evaluate_scorer(
     (a checkpoint's :func:`~audioflex.inference.records.score_records`, or a baseline's). The
     options are those of :func:`evaluate_events`; returns the same report."""
     scored = list(labels)
-    fixed, tune = scoring.fixed(), scoring.tune
-    frames_to_events(np.zeros((1, len(scored))), 1.0, scored, **fixed)  # bad options fail before any work
+    post, tune = scoring.post.check(scored), scoring.tune  # bad options fail before any work
 
     test, reference, skipped = score(records)
     if not test:
@@ -199,12 +189,12 @@ def evaluate_scorer(
         else:
             psds_note = "no reference events in the evaluated clips; PSDS skipped"
     tuning, tuned_on = None, None
-    post: dict[str, PerClass] = dict(fixed)
     if valid:
         tuning = tune_postprocessing(valid, valid_ref or {}, scored, per_class=tune == "per_class",
                                      onset_only=scoring.tune_onset_only, t_collar=scoring.t_collar,
                                      percentage_of_length=scoring.percentage_of_length)
-        post.update({k: tuning[k] for k in ("thresholds", "median_filter_s", "min_duration_s")})
+        post = replace(post, thresholds=tuning["thresholds"], median_filter_s=tuning["median_filter_s"],
+                       min_duration_s=tuning["min_duration_s"])
         tuned_on = (f"tuned on {len(valid)} validation files ({tuning['criterion']}, "
                     f"{'per class' if tune == 'per_class' else 'one setting for all classes'}); "
                     f"validation macro F1 {tuning['validation_f1_macro']:.3f}")

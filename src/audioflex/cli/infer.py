@@ -152,8 +152,11 @@ def detect(
     import tempfile
 
     from audioflex.apps.detect import detect_files
+    from audioflex.evaluate.events import PostProcessing
     from audioflex.inference.pipeline import Pipeline
 
+    post = PostProcessing(thresholds=_thresholds(threshold), median_filter_s=median_ms / 1000,
+                          min_duration_s=min_duration_ms / 1000, merge_gap_s=merge_gap_ms / 1000)
     rt = runtime_options(runtime, int8, calibrate, bf16)
     pipe = Pipeline.from_checkpoint(checkpoint, device=device, batch_size=8, **rt)
     if audio_dir is not None:
@@ -172,10 +175,7 @@ def detect(
             out=target,
             fmt=fmt,
             plot_dir=plot,
-            thresholds=_thresholds(threshold),
-            median_filter_s=median_ms / 1000,
-            min_duration_s=min_duration_ms / 1000,
-            merge_gap_s=merge_gap_ms / 1000,
+            post=post,
             hop=hop,
             device=device,
             reference=reference,
@@ -189,7 +189,7 @@ def detect(
             tmp.cleanup()
     for p in report.plots.values():
         err.print(f"plot: {p}")
-    note = report.nothing_found(_thresholds(threshold))
+    note = report.nothing_found(post)
     if note:
         err.print(f"[yellow]{escape(note)}[/]", highlight=False, soft_wrap=True)
     print_file_errors(report.errors)

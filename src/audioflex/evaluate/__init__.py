@@ -10,6 +10,7 @@ tables, JSON and plots) and ``sed`` (event-metric reports) are imported from the
 from audioflex.evaluate.events import (
     Event,
     FileEvent,
+    PostProcessing,
     as_event,
     events_by_file,
     frames_to_events,
@@ -45,6 +46,7 @@ __all__ = [
     "d_prime",
     "event_based_metrics",
     "events_by_file",
+    "PostProcessing",
     "frames_to_events",
     "mean_auc",
     "mean_average_precision",

@@ -4,7 +4,8 @@ training: :mod:`audioflex.data.targets`).
 Time is in seconds. Frame ``t`` of a frame-wise output with hop ``h`` covers ``[t * h, (t + 1) * h)``
 (plus an optional ``offset_s``), so an event made of frames ``a..b`` spans ``[a * h, (b + 1) * h)``.
 
-Post-processing order in :func:`frames_to_events` (the DCASE/DESED baseline recipe):
+Post-processing (:class:`PostProcessing`) in :func:`frames_to_events`, in the order of the DCASE/DESED
+baseline recipe:
 threshold -> median filter (over time, per class) -> connected segments -> merge gaps shorter
 than ``merge_gap_s`` -> drop events shorter than ``min_duration_s`` -> seconds (optionally cut at
 ``duration_s``).
@@ -17,6 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Event",
     "FileEvent",
+    "PostProcessing",
     "TSV_HEADER",
     "as_event",
     "events_by_file",
@@ -94,6 +97,76 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- frames -> events
+@dataclass(frozen=True)
+class PostProcessing:
+    """How frame probabilities become events (:func:`frames_to_events`).
+
+    Each field is one value, one per class (in label order) or a ``{label: value}`` dict (labels
+    missing from a dict get the default).
+
+    Attributes:
+        thresholds: a frame is active where ``prob >= threshold``; each in (0, 1].
+        median_filter_s: median filter window (seconds) over the binary activity. The window is
+            ``round(s / hop)`` frames, made odd by adding one if even; 1 frame or less: none.
+        min_duration_s: events shorter than this are dropped (after gap merging).
+        merge_gap_s: two events of a class separated by a gap shorter than this are merged.
+    """
+
+    thresholds: PerClass = 0.5
+    median_filter_s: PerClass = 0.0
+    min_duration_s: PerClass = 0.0
+    merge_gap_s: PerClass = 0.0
+
+    def per_class(self, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The four settings as ``[C]`` arrays (thresholds, median, min duration, merge gap), checked.
+
+        Raises:
+            ValueError: a threshold outside (0, 1], a negative time, an unknown label or a wrong
+                number of per-class values (the message names the field).
+        """
+        labels = list(labels)
+        thr = _per_class(self.thresholds, labels, "thresholds", 0.5)
+        out_of_range = [f"{lab}={t:g}" for lab, t in zip(labels, thr) if not 0.0 < t <= 1.0]
+        if out_of_range:
+            scalar = not isinstance(self.thresholds, Mapping) and np.ndim(self.thresholds) == 0
+            shown = f"{float(self.thresholds):g}" if scalar else ", ".join(out_of_range[:5])
+            raise ValueError(
+                f"thresholds must be in (0, 1] (a frame is active where its probability >= the threshold, so 0 "
+                f"or less marks every frame active and more than 1 none), got {shown}"
+            )
+        times = []
+        for name in ("median_filter_s", "min_duration_s", "merge_gap_s"):
+            arr = _per_class(getattr(self, name), labels, name, 0.0)
+            if np.any(arr < 0):
+                raise ValueError(f"{name} must be >= 0 seconds, got {arr.tolist()}")
+            times.append(arr)
+        return thr, times[0], times[1], times[2]
+
+    def check(self, labels: Sequence[str]) -> PostProcessing:
+        """``self``, after checking it against ``labels`` (so bad options fail before any work)."""
+        self.per_class(labels)
+        return self
+
+    def to_dict(self) -> dict[str, float | list[float] | dict[str, float]]:
+        """The four fields as JSON-ready values (a number, a list or a ``{label: value}`` dict)."""
+        out: dict[str, float | list[float] | dict[str, float]] = {}
+        for name in ("thresholds", "median_filter_s", "min_duration_s", "merge_gap_s"):
+            v = getattr(self, name)
+            if isinstance(v, Mapping):
+                out[name] = {str(k): float(x) for k, x in v.items()}
+            elif np.ndim(v) > 0:
+                out[name] = [float(x) for x in np.asarray(v).ravel()]
+            else:
+                out[name] = float(v)
+        return out
+
+    def threshold_summary(self) -> float | dict[str, float] | None:
+        """The threshold as one number, a ``{label: value}`` dict, or None (a per-class list)."""
+        if isinstance(self.thresholds, Mapping):
+            return {str(k): float(v) for k, v in self.thresholds.items()}
+        return float(self.thresholds) if np.ndim(self.thresholds) == 0 else None
+
+
 def median_filter_frames(active: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     """Median-filter each class of ``active [T, C]`` over time with its own window (frames; odd,
     ``<= 1`` means no filtering). Edges repeat the first/last frame."""
@@ -118,10 +191,8 @@ def frames_to_events(
     probs: Any,
     frame_hop_s: float,
     labels: Sequence[str],
-    thresholds: PerClass = 0.5,
-    median_filter_s: PerClass = 0.0,
-    min_duration_s: PerClass = 0.0,
-    merge_gap_s: PerClass = 0.0,
+    post: PostProcessing | None = None,
+    *,
     offset_s: float = 0.0,
     duration_s: float | None = None,
     filename: str | None = None,
@@ -132,14 +203,8 @@ def frames_to_events(
         probs: ``[T, C]`` scores in [0, 1] (numpy array or tensor).
         frame_hop_s: seconds between frames.
         labels: the ``C`` class names.
-        thresholds: a frame is active where ``prob >= threshold``; one value, one per class, or a
-            ``{label: value}`` dict (missing labels use 0.5); each in (0, 1] (``ValueError`` else).
-        median_filter_s: median filter window in seconds over the binary activity (per class
-            possible; missing labels 0). The window is ``round(s / hop)`` frames, made odd by
-            adding one if even; 1 frame or less means no filtering.
-        min_duration_s: events shorter than this are dropped (after gap merging; per class).
-        merge_gap_s: two events of a class separated by a gap shorter than this are merged
-            (per class).
+        post: thresholds, median filter, minimum duration and gap merging (``ValueError`` on
+            bad values, see :meth:`PostProcessing.per_class`); None: ``PostProcessing()``.
         offset_s: time of frame 0 (e.g. a window's start in a long file).
         duration_s: cut offsets at this time (same axis as the output, i.e. including
             ``offset_s``); events starting at or after it are dropped.
@@ -159,21 +224,11 @@ def frames_to_events(
         raise ValueError("probs contains NaN or inf; check the model output before post-processing")
     if not (frame_hop_s > 0 and math.isfinite(frame_hop_s)):
         raise ValueError(f"frame_hop_s must be a positive number of seconds, got {frame_hop_s}")
-    thr = _per_class(thresholds, labels, "thresholds", 0.5)
-    out_of_range = [f"{lab}={t:g}" for lab, t in zip(labels, thr) if not 0.0 < t <= 1.0]
-    if out_of_range:
-        scalar = not isinstance(thresholds, Mapping) and np.ndim(thresholds) == 0
-        shown = f"{float(thresholds):g}" if scalar else ", ".join(out_of_range[:5])
-        raise ValueError(
-            f"thresholds must be in (0, 1] (a frame is active where its probability >= the threshold, so 0 or "
-            f"less marks every frame active and more than 1 none), got {shown}"
+    if post is not None and not isinstance(post, PostProcessing):
+        raise TypeError(
+            f"post must be a PostProcessing, e.g. PostProcessing(thresholds=0.3), got {type(post).__name__}"
         )
-    med = _per_class(median_filter_s, labels, "median_filter_s", 0.0)
-    min_dur = _per_class(min_duration_s, labels, "min_duration_s", 0.0)
-    gap = _per_class(merge_gap_s, labels, "merge_gap_s", 0.0)
-    for name, arr in (("median_filter_s", med), ("min_duration_s", min_dur), ("merge_gap_s", gap)):
-        if np.any(arr < 0):
-            raise ValueError(f"{name} must be >= 0 seconds, got {arr.tolist()}")
+    thr, med, min_dur, gap = (post or PostProcessing()).per_class(labels)
 
     active = p >= thr[None, :]
     sizes = []

@@ -21,10 +21,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from audioflex.data.records import ClipRecord
-from audioflex.evaluate.events import Event, PerClass
+from audioflex.evaluate.events import Event, PostProcessing
 from audioflex.evaluate.metrics import event_based_metrics, onset_event_metrics, segment_based_metrics
 
 logger = logging.getLogger(__name__)
@@ -46,14 +44,6 @@ def scores_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): float(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [float(x) for x in v]
-    return float(v)
 
 
 def _psds_text(res: Mapping[str, Any], key: str) -> str:
@@ -110,7 +100,7 @@ def event_report(
     durations: Mapping[str, float],
     *,
     labels: Sequence[str],
-    postprocessing: Mapping[str, PerClass],
+    postprocessing: PostProcessing,
     psds: Mapping[str, Any] | None = None,
     psds_note: str | None = None,
     t_collar: float = 0.2,
@@ -152,7 +142,7 @@ def event_report(
                                     durations=durations, labels=scored)
     return {
         "labels": scored,
-        "postprocessing": {k: _jsonable(v) for k, v in postprocessing.items()},
+        "postprocessing": postprocessing.to_dict(),
         "frame_hop_s": frame_hop_s,
         "num_files": len(reference),
         "num_reference_events": sum(len(v) for v in reference.values()),

@@ -110,7 +110,7 @@ def sed_validation_metrics(
     out["frame_f1"] = float(np.mean(f1s)) if f1s else float("nan")
 
     fixed = {k: [Event(e.onset, e.offset, e.label)
-                 for e in frames_to_events(f.probs, f.hop_s, labels, thresholds=0.5, duration_s=f.duration_s)]
+                 for e in frames_to_events(f.probs, f.hop_s, labels, duration_s=f.duration_s)]
              for k, f in frames.items()}
     out["event_f1"] = _macro_f1([collar_counts(reference, fixed, lab) for lab in present])
     if present:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from audioflex.data.records import Event
-from audioflex.evaluate.events import frames_to_events
+from audioflex.evaluate.events import PostProcessing, frames_to_events
 
 __all__ = ["DEFAULT_THRESHOLDS", "FrameSet", "collar_counts", "tune_postprocessing"]
 
@@ -125,9 +125,9 @@ def tune_postprocessing(
         ref = {k: [e for e in reference.get(k, ()) if e.label == label] for k in frames}
         for m, d in combos:
             for t in thresholds:
-                est = {k: frames_to_events(f.probs[:, [c]], f.hop_s, [label], thresholds=float(t),
-                                           median_filter_s=m * hop if m > 1 else 0.0,
-                                           min_duration_s=d * hop, duration_s=f.duration_s)
+                post = PostProcessing(thresholds=float(t), median_filter_s=m * hop if m > 1 else 0.0,
+                                      min_duration_s=d * hop)
+                est = {k: frames_to_events(f.probs[:, [c]], f.hop_s, [label], post, duration_s=f.duration_s)
                        for k, f in frames.items()}
                 table[c][(m, d, t)] = collar_counts(ref, est, label, t_collar=t_collar,
                                                     percentage_of_length=percentage_of_length, onset_only=onset_only)

@@ -45,7 +45,7 @@ from torch import nn
 
 from audioflex.audio.frontend.base import Frontend
 from audioflex.audio.stream import AudioInput, AudioReader, Piece
-from audioflex.evaluate.events import Event, PerClass, frames_to_events
+from audioflex.evaluate.events import Event, PostProcessing, frames_to_events
 from audioflex.inference.windows import (
     OverlapAdd,
     WindowPlan,
@@ -302,25 +302,13 @@ def _pool_time(spec: torch.Tensor, pool: int) -> torch.Tensor:
 
 def scores_to_events(
     scores: FrameScores,
+    post: PostProcessing | None = None,
     *,
-    thresholds: PerClass = 0.5,
-    median_filter_s: PerClass = 0.0,
-    min_duration_s: PerClass = 0.0,
-    merge_gap_s: PerClass = 0.0,
     filename: str | None = None,
 ) -> list[Event]:
     """Events (``evaluate.events.Event``, or ``FileEvent`` with ``filename``) of one input's
-    :class:`FrameScores` via :func:`audioflex.evaluate.events.frames_to_events`: per-class
-    thresholds (one value, one per class or ``{label: value}``), median filter, gap merging,
-    minimum duration; offsets are cut at the input's duration."""
-    return frames_to_events(
-        scores.probs,
-        scores.frame_hop_s,
-        scores.labels,
-        thresholds=thresholds,
-        median_filter_s=median_filter_s,
-        min_duration_s=min_duration_s,
-        merge_gap_s=merge_gap_s,
-        duration_s=scores.duration_s,
-        filename=filename,
-    )
+    :class:`FrameScores` via :func:`audioflex.evaluate.events.frames_to_events` with ``post``
+    (thresholds, median filter, gap merging, minimum duration; None: the defaults); offsets are
+    cut at the input's duration."""
+    return frames_to_events(scores.probs, scores.frame_hop_s, scores.labels, post,
+                            duration_s=scores.duration_s, filename=filename)

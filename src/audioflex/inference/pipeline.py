@@ -39,7 +39,7 @@ from torch import nn
 from audioflex.audio.frontend.base import Frontend, FrontendConfig, build_frontend
 from audioflex.audio.stream import AudioInput, AudioReader, Piece, check_audio_file, iter_pieces
 from audioflex.checkpoints import CheckpointError, load_checkpoint
-from audioflex.evaluate.events import Event
+from audioflex.evaluate.events import Event, PostProcessing
 from audioflex.hear.embedder import EmbeddingModel
 from audioflex.hear.options import EmbedOptions
 from audioflex.inference.frames import FrameScores, frame_scores, scores_to_events
@@ -342,29 +342,19 @@ class Pipeline:
     def detect(
         self,
         audio: AudioInput,
-        thresholds: float | list[float] | dict[str, float] = 0.5,
+        post: PostProcessing | None = None,
         *,
-        median_filter_s: float = 0.0,
-        min_duration_s: float = 0.0,
-        merge_gap_s: float = 0.0,
         sample_rate: int | None = None,
         filename: str | None = None,
         **options: Any,
     ) -> list[Event]:
         """Sound events (``evaluate.events.Event``: onset/offset in seconds, label) of a file or
-        waveform ``[T]``: :meth:`frame_scores`, then per-class thresholds, median filtering,
-        minimum duration and gap merging."""
+        waveform ``[T]``: :meth:`frame_scores`, then ``post`` (per-class thresholds, median
+        filtering, minimum duration and gap merging; None: threshold 0.5, nothing else)."""
         scores = self.frame_scores(audio, sample_rate, **options)
         if filename is None and not isinstance(audio, torch.Tensor):
             filename = str(audio)
-        return scores_to_events(
-            scores,
-            thresholds=thresholds,
-            median_filter_s=median_filter_s,
-            min_duration_s=min_duration_s,
-            merge_gap_s=merge_gap_s,
-            filename=filename,
-        )
+        return scores_to_events(scores, post, filename=filename)
 
     def scores_batch(self, waves: list[torch.Tensor]) -> torch.Tensor:
         """Scores ``[N, C]`` of many clips (waveforms ``[T_i]`` at ``sample_rate``) at once, each

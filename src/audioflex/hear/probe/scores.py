@@ -30,6 +30,7 @@ def hear_events(
     """
     from scipy.ndimage import median_filter
 
+    from audioflex.evaluate.events import PostProcessing
     from audioflex.evaluate.events import frames_to_events as runs_to_events
 
     ts = np.asarray(timestamps_ms, dtype=np.float64)
@@ -41,8 +42,10 @@ def hear_events(
     if width:
         p = median_filter(p, size=(width, 1))
     events = runs_to_events(
-        p, hop / 1000.0, labels, thresholds=float(np.nextafter(threshold, np.inf)),  # HEAR: prob > threshold
-        min_duration_s=(min_ms + hop) / 1000.0, offset_s=ts[0] / 1000.0,
+        p, hop / 1000.0, labels,
+        PostProcessing(thresholds=float(np.nextafter(threshold, np.inf)),  # HEAR: prob > threshold
+                       min_duration_s=(min_ms + hop) / 1000.0),
+        offset_s=ts[0] / 1000.0,
     )
     return [{"label": e.label, "start": round(1000.0 * e.onset, 6), "end": round(1000.0 * e.offset - hop, 6)}
             for e in events]
