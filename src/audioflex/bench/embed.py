@@ -82,6 +82,7 @@ def bench_embed(
     checkpoints: dict[str, str | Path] | None = None,
     model_args: dict[str, dict[str, Any]] | None = None,
     memory: bool = True,
+    bf16: bool = True,
 ) -> dict[str, Any]:
     """Benchmark timestamp embeddings per family (see the module docstring).
 
@@ -93,11 +94,15 @@ def bench_embed(
         checkpoints: use these checkpoint directories instead of random models.
         model_args: per-family overrides of the random model's arguments.
         memory: run the long-file memory measurement (a subprocess per family).
+        bf16: also time the batched path under bfloat16 autocast (``load_model(..., bf16=True)``)
+            against the same float32 loop.
 
     Returns:
         ``{"machine": ..., "settings": ..., "results": {family: {...}}}``; per family
         ``batched_audio_s_per_s``, ``loop_audio_s_per_s``, ``speedup``, ``max_abs_diff`` (batched vs
-        loop on the same audio) and, with ``memory``, ``long_file`` (peak RSS MB etc.).
+        loop on the same audio), with ``bf16`` ``bf16_audio_s_per_s``, ``bf16_speedup`` (over the
+        float32 loop) and ``bf16_max_abs_diff`` (to float32 batched, relative to its largest value:
+        ``bf16_max_rel_diff``), with ``memory`` ``long_file`` (peak RSS MB etc.).
     """
     from audioflex.hear import load_model
     from audioflex.models.registry import registered_name
@@ -139,6 +144,15 @@ def bench_embed(
             else:
                 ref = loop_timestamp_embeddings(model, short[0])
                 res["max_abs_diff"] = float((model.timestamp_embeddings(short)[0][0] - ref).abs().max())
+            if bf16:
+                half = load_model(str(ck), hop_ms=hop_ms, window_ms=window_ms, bf16=True)
+                rate = _rate(lambda a=audio, m=half: m.timestamp_embeddings(a), seconds)
+                ref32, got16 = model.timestamp_embeddings(short)[0], half.timestamp_embeddings(short)[0]
+                diff = float((got16 - ref32).abs().max())
+                res.update({"bf16_audio_s_per_s": round(rate, 2), "bf16_speedup": round(rate / loop, 1),
+                            "bf16_max_abs_diff": diff,
+                            "bf16_max_rel_diff": diff / max(float(ref32.abs().max()), 1e-12),
+                            "bf16_finite": bool(torch.isfinite(got16).all())})
             if memory:
                 res["long_file"] = long_file_memory(ck, long_seconds, hop_ms=hop_ms, window_ms=window_ms,
                                                     workdir=Path(tmp))

@@ -15,6 +15,7 @@ def bench_embed_cmd(
     loop_seconds: float = typer.Option(2.0, help="Audio timed with one forward per window."),
     long_seconds: float = typer.Option(600.0, help="Length of the file for the memory measurement (<= 3600)."),
     memory: bool = typer.Option(True, help="Measure peak RSS on the long file."),
+    bf16: bool = typer.Option(True, help="Also time the batched path under bfloat16 autocast."),
     out_path: JsonOut = None,
 ) -> None:
     """Timestamp embeddings (hop 50 ms, window 160 ms): batched vs one forward per window, and memory."""
@@ -22,7 +23,8 @@ def bench_embed_cmd(
 
     fams = tuple(f.strip() for f in families.split(",") if f.strip())
     emit(
-        bench_embed(fams, seconds=seconds, loop_seconds=loop_seconds, long_seconds=long_seconds, memory=memory),
+        bench_embed(fams, seconds=seconds, loop_seconds=loop_seconds, long_seconds=long_seconds, memory=memory,
+                    bf16=bf16),
         out_path,
     )
 

@@ -36,7 +36,7 @@ def load_model(model_file_path: str = "", model_options: str | dict[str, Any] | 
     Options come as keyword arguments and/or a JSON ``model_options`` string (as HEAR runners
     pass them): ``hop_ms``, ``window_ms``, ``levels``, ``layers``, ``layer_mode``, ``layer_pool``,
     ``include_logits``, ``include_mel``, ``mel_ms``, ``scene_window_ms``, ``scene_hop_ms``,
-    ``max_frames``, ``stream_s``.
+    ``max_frames``, ``stream_s``, ``timestamp_mode``, ``bf16``.
     """
     opts = EmbedOptions.parse(model_options, **options)
     return load_embedding_model(model_file_path, opts, device=device)

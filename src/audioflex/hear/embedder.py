@@ -64,6 +64,7 @@ from audioflex.audio.stream import AudioReader
 from audioflex.hear.htsat_frames import FrameTimeline
 from audioflex.hear.options import EmbedOptions, merge_layers
 from audioflex.hear.windows import Window, gather_windows, window_centres
+from audioflex.models.autocast import AutocastModel
 from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of, model_device
 from audioflex.models.outputs import AudioOutput
 from audioflex.models.registry import registered_name
@@ -88,6 +89,8 @@ class EmbeddingModel(nn.Module):
         self.family = family = c.family
         self.options = options or EmbedOptions()
         self.options.validate()
+        if self.options.bf16 and not isinstance(model, AutocastModel):
+            model = AutocastModel(model, torch.bfloat16)
         self.net = model.eval()
         self.frontend = frontend.eval()
         cfg = frontend.config

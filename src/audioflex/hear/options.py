@@ -40,6 +40,8 @@ class EmbedOptions:
             ``"frames"`` (HTS-AT only: time-resolved token features of overlapping 10.24 s
             windows, see the module docstring) or ``"auto"`` (``"frames"`` for HTS-AT unless
             ``levels`` is given, ``"window"`` otherwise).
+        bf16: run the model under bfloat16 autocast (:class:`~audioflex.models.autocast.AutocastModel`;
+            float32 vectors): faster on CPUs with AMX and on GPUs, slower where bfloat16 is emulated.
     """
 
     hop_ms: float = 50.0
@@ -56,6 +58,7 @@ class EmbedOptions:
     max_frames: int = 16384
     stream_s: float = 120.0
     timestamp_mode: str = "auto"
+    bf16: bool = False
 
     @classmethod
     def parse(cls, model_options: str | dict[str, Any] | None = None, **kwargs: Any) -> EmbedOptions:
@@ -109,6 +112,8 @@ class EmbedOptions:
             raise ValueError(f"layer_pool must be 'tokens' or 'cls', got {self.layer_pool!r}")
         if self.max_frames < 1 or self.stream_s <= 0:
             raise ValueError("max_frames must be >= 1 and stream_s > 0")
+        if not isinstance(self.bf16, bool):
+            raise ValueError(f"bf16 must be true or false, got {self.bf16!r}")
         if self.timestamp_mode not in ("auto", "window", "frames"):
             raise ValueError(f"timestamp_mode must be 'auto', 'window' or 'frames', got {self.timestamp_mode!r}")
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from audioflex.models.contract import ModelContract, StepFeatureModel, contract_of, model_device
 from audioflex.models.outputs import AudioOutput
+from audioflex.models.registry import registered_args, registered_name
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -48,6 +49,8 @@ class AutocastModel(nn.Module):
         contract_of(model)  # a TypeError naming the model if it declares none
         self.model = model
         self.dtype = dtype
+        self.model_name = registered_name(model)  # the wrapped model's registry name and arguments
+        self.model_args = registered_args(model)
 
     @property
     def contract(self) -> ModelContract:
