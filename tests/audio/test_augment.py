@@ -21,6 +21,7 @@ from audioflex.audio.augment import (
     sample_crop,
     sample_frame_shift,
     sample_frame_shifts,
+    speed_factors,
 )
 
 
@@ -306,3 +307,11 @@ def test_random_resolution() -> None:
     assert sample_frame_shift((25.0,)) == 25.0
     with pytest.raises(ValueError, match="empty"):
         sample_frame_shift(())
+
+
+def test_speed_factors_is_the_one_check():
+    assert speed_factors(()) is None and speed_factors(None) is None
+    assert speed_factors([0.9, 1]) == (0.9, 1.0)
+    for bad in ((1.1,), (1.2, 0.9), (0.0, 1.0), (True, 1.0), ("0.9", 1.1)):
+        with pytest.raises(ValueError, match=r"augment\.speed: expected \[low, high\] .*e\.g\. \[0\.9, 1\.1\]"):
+            speed_factors(bad, "augment.speed")

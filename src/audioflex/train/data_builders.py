@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from audioflex.audio.augment import SpecAugment
+from audioflex.audio.augment import SpecAugment, speed_factors
 from audioflex.audio.frontend.base import FrontendConfig
 from audioflex.audio.io import AudioError, load_audio
 from audioflex.data.datasets import SpectrogramDataset, StreamingBatches, TrainCollator, WaveformDataset
@@ -219,13 +219,7 @@ def background_recordings(cfg: TrainConfig, sample_rate: int) -> list[torch.Tens
 
 def speed_range(cfg: TrainConfig) -> tuple[float, ...]:
     """``augment.speed`` checked: ``(low, high)`` speed factors, or ``()`` when off."""
-    speed = cfg.augment.speed
-    if not speed:
-        return ()
-    if len(speed) != 2 or not all(isinstance(v, (int, float)) for v in speed) or not 0 < speed[0] <= speed[1]:
-        raise ValueError(f"augment.speed: expected [low, high] speed factors with 0 < low <= high "
-                         f"(e.g. [0.9, 1.1]), got {speed}")
-    return float(speed[0]), float(speed[1])
+    return speed_factors(cfg.augment.speed, "augment.speed") or ()
 
 
 def train_dataset(

@@ -22,12 +22,13 @@ from audioflex.audio.augment.crops import (
 )
 from audioflex.audio.augment.mixup import Mixup, mixup, sample_beta
 from audioflex.audio.augment.spec import SpecAugment
-from audioflex.audio.augment.wave import add_background, change_speed, random_gain, random_time_shift
+from audioflex.audio.augment.wave import add_background, change_speed, random_gain, random_time_shift, speed_factors
 
 __all__ = [
     "ELASTIC_FRAME_SHIFTS_MS",
     "add_background",
     "change_speed",
+    "speed_factors",
     "Mixup",
     "SpecAugment",
     "elastic_frame_shifts",

@@ -55,6 +55,21 @@ def random_time_shift(
     return torch.roll(wave, k)
 
 
+def speed_factors(speed: Sequence[float] | None, name: str = "speed") -> tuple[float, float] | None:
+    """``speed`` checked: ``(low, high)`` factors with ``0 < low <= high``, or None when off (empty).
+
+    Raises:
+        ValueError: naming ``name`` (e.g. ``augment.speed``), with an example of a good value.
+    """
+    if not speed:
+        return None
+    if (len(speed) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in speed)
+            or not 0 < speed[0] <= speed[1]):
+        raise ValueError(f"{name}: expected [low, high] speed factors with 0 < low <= high "
+                         f"(e.g. [0.9, 1.1]), got {list(speed)}")
+    return float(speed[0]), float(speed[1])
+
+
 def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
     """``wave [T]`` played ``factor`` times faster: tempo and pitch change together, as a speaker
     who talks faster and higher (speed perturbation, Ko et al. 2015). Returns ``[~T / factor]``
@@ -111,4 +126,4 @@ def add_background(
     return (wave.to(torch.float64) + scale * excerpt).to(wave.dtype)
 
 
-__all__ = ["SPEED_BASE", "add_background", "change_speed", "random_gain", "random_time_shift"]
+__all__ = ["SPEED_BASE", "add_background", "change_speed", "random_gain", "random_time_shift", "speed_factors"]

@@ -9,7 +9,14 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from audioflex.audio.augment import add_background, change_speed, random_gain, random_time_shift, sample_crop
+from audioflex.audio.augment import (
+    add_background,
+    change_speed,
+    random_gain,
+    random_time_shift,
+    sample_crop,
+    speed_factors,
+)
 from audioflex.audio.io import AudioError, load_audio_with_info, truncation_note
 from audioflex.data.datasets.items import CROP, MIX, NOISE, SPEED, BadClip, clip_generator
 from audioflex.data.records import ClipRecord, LabelSet
@@ -105,10 +112,7 @@ class WaveformDataset(Dataset):
         if len(background_snr_db) != 2 or not background_snr_db[0] <= background_snr_db[1]:
             raise ValueError(f"WaveformDataset: background_snr_db must be [low, high] dB, "
                              f"got {list(background_snr_db)}")
-        if speed and (len(speed) != 2 or not 0 < speed[0] <= speed[1]):
-            raise ValueError(f"WaveformDataset: speed must be [low, high] factors with 0 < low <= high, "
-                             f"got {list(speed)}")
-        self.speed = (float(speed[0]), float(speed[1])) if speed else None
+        self.speed = speed_factors(speed, "WaveformDataset: speed")
         self.background = list(background)
         self.background_prob = float(background_prob)
         self.background_snr_db = (float(background_snr_db[0]), float(background_snr_db[1]))
