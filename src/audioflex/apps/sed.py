@@ -75,7 +75,6 @@ class EventScoring:
             raise ValueError(f"event scoring: tune must be one of {TUNING}, got {self.tune!r}")
 
 
-
 def _events(frames: dict[str, FrameSet], labels: list[str], post: PostProcessing) -> dict[str, list[Event]]:
     out = {}
     for key, f in frames.items():

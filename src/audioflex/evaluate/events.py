@@ -162,9 +162,8 @@ class PostProcessing:
 
     def threshold_summary(self) -> float | dict[str, float] | None:
         """The threshold as one number, a ``{label: value}`` dict, or None (a per-class list)."""
-        if isinstance(self.thresholds, Mapping):
-            return {str(k): float(v) for k, v in self.thresholds.items()}
-        return float(self.thresholds) if np.ndim(self.thresholds) == 0 else None
+        thr = self.to_dict()["thresholds"]
+        return None if isinstance(thr, list) else thr
 
 
 def median_filter_frames(active: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
