@@ -437,6 +437,20 @@ def test_detect_rejects_thresholds_outside_0_1_and_names_the_option(frame_ckpt, 
     assert isinstance(pipe.detect(wav, PostProcessing(thresholds=1.0)), list)
 
 
+def test_detect_rejects_negative_post_processing_and_names_the_cli_option(frame_ckpt, tmp_path):
+    """The error names the millisecond option the user typed, not the library's seconds field."""
+    wav = tmp_path / "a.wav"
+    sf.write(wav, noise(1.0, 16000).numpy(), 16000)
+    for option in ("--median-ms", "--min-duration-ms", "--merge-gap-ms"):
+        for value in ("-5", "nan"):
+            r = _detect(wav, "-c", frame_ckpt, option, value)
+            assert r.exit_code == 1, (option, value, r.output)
+            lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+            assert len(lines) == 1 and lines[0].startswith(f"error: {option}:"), (option, r.stderr)
+            assert "_s" not in lines[0] and "Traceback" not in r.output + r.stderr
+    assert _detect(wav, "-c", frame_ckpt, "--min-duration-ms", "0", "--merge-gap-ms", "20").exit_code == 0
+
+
 def test_detect_prints_each_error_once(frame_ckpt, tmp_path, caplog):
     """The CLI prints the error line; the library does not log it at WARNING or above too (the
     CLI's logging shows those on stderr, which printed every error twice)."""

@@ -155,6 +155,10 @@ def detect(
     from audioflex.evaluate.events import PostProcessing
     from audioflex.inference.pipeline import Pipeline
 
+    for option, ms in (("--median-ms", median_ms), ("--min-duration-ms", min_duration_ms),
+                       ("--merge-gap-ms", merge_gap_ms)):
+        if not ms >= 0:  # also NaN
+            raise ValueError(f"{option}: got {ms:g}; give 0 (off) or a positive number of milliseconds")
     post = PostProcessing(thresholds=_thresholds(threshold), median_filter_s=median_ms / 1000,
                           min_duration_s=min_duration_ms / 1000, merge_gap_s=merge_gap_ms / 1000)
     rt = runtime_options(runtime, int8, calibrate, bf16)
