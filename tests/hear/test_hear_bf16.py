@@ -35,6 +35,17 @@ def test_timestamps_in_bf16_match_float32(family, tmp_path):
     assert float((e16 - e32).abs().max()) <= REL_BOUND * float(e32.abs().max())
 
 
+def test_pipeline_in_bf16_says_so_in_its_embedding_options(tmp_path):
+    """An embedder built on a bf16 Pipeline runs autocast, and its describe() (written beside the
+    embeddings by ``audioflex embed``) says bf16, not the default false."""
+    from audioflex.inference.pipeline import Pipeline
+
+    ck = make_checkpoint("elastic_ast", tmp_path / "e", SMALL["elastic_ast"])
+    emb = Pipeline.from_checkpoint(ck, bf16=True).embedding_model()
+    assert isinstance(emb.net, AutocastModel) and emb.describe()["options"]["bf16"] is True
+    assert Pipeline.from_checkpoint(ck).embedding_model().describe()["options"]["bf16"] is False
+
+
 def test_bf16_option_is_checked(tmp_path):
     ck = make_checkpoint("elastic_ast", tmp_path / "e", SMALL["elastic_ast"])
     with pytest.raises(ValueError, match="bf16 must be true or false"):

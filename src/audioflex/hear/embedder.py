@@ -91,6 +91,8 @@ class EmbeddingModel(nn.Module):
         self.options.validate()
         if self.options.bf16 and not isinstance(model, AutocastModel):
             model = AutocastModel(model, torch.bfloat16)
+        elif isinstance(model, AutocastModel) and model.dtype == torch.bfloat16 and not self.options.bf16:
+            self.options = replace(self.options, bf16=True)  # e.g. Pipeline(bf16=True): describe() says so
         self.net = model.eval()
         self.frontend = frontend.eval()
         cfg = frontend.config
