@@ -214,3 +214,27 @@ def test_sed_config_errors(desed: Path, tmp_path: Path) -> None:
     cfg["frontend"] = {"num_mel_bins": 32, "target_length": 64}
     with pytest.raises(ValueError, match="no frame-wise output"):
         train(cfg)
+
+
+def test_strong_clip_target_is_what_the_crop_holds() -> None:
+    """A strong clip cropped away from one of its events: its clip BCE targets only the events in
+    the crop (the max of its frame targets), not every label of the record; weak clips keep theirs."""
+    from audioflex.data.datasets.collate import Batch
+    from audioflex.models.outputs import AudioOutput
+    from audioflex.train.losses import sed_loss, sed_per_clip_loss
+
+    gen = torch.Generator().manual_seed(0)
+    out = AudioOutput(clip_logits=torch.randn(2, 2, generator=gen), embedding=torch.zeros(2, 4),
+                      frame_logits=torch.randn(2, 5, 2, generator=gen), frame_hop_s=0.16)
+    frames = torch.zeros(2, 5, 2)
+    frames[0, 1:3, 0] = 1.0  # clip 0 (strong): only class 0 inside the crop; the record also has class 1
+    record_labels = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    batch = Batch(inputs=None, targets=record_labels, index=(0, 1), frame_targets=frames,
+                  frame_mask=torch.ones(2, 5, dtype=torch.bool), strong=torch.tensor([True, False]))
+    weak_loss = torch.tensor([0.25, 0.5])
+    got = sed_per_clip_loss(out, batch, weak_loss, frame_weight=0.5)
+    seen = sed_loss(out, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), frames, valid_mask=batch.frame_mask,
+                    frame_weight=0.5, reduction="none")
+    wrong = sed_loss(out, record_labels, frames, valid_mask=batch.frame_mask, frame_weight=0.5, reduction="none")
+    assert torch.allclose(got[0], seen[0]) and not torch.allclose(got[0], wrong[0])
+    assert got[1] == weak_loss[1]

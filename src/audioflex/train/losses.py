@@ -47,7 +47,9 @@ def sed_per_clip_loss(
     """Per-clip loss ``[B]`` of strong-label training (:func:`sed_loss`).
 
     Strong clips (``batch.strong``): ``(1 - w) * clip BCE + w * frame BCE`` over their valid steps
-    (``batch.frame_mask``) against ``batch.frame_targets [B, S, C]``. Weak clips: ``clip_loss``
+    (``batch.frame_mask``) against ``batch.frame_targets [B, S, C]``; their clip target is the max of
+    those frame targets, i.e. the events inside the (possibly cropped) audio the model saw, not every
+    label of the record (a 10 s crop of a 30 s clip may hold none of an event). Weak clips: ``clip_loss``
     (the clip BCE ``[B]``), or with ``weak_frame_loss`` the clip BCE mixed with the BCE of the
     frame logits pooled over time. Every term is computed for every clip and selected per clip,
     so all parameters take part in each backward (DDP needs it) and no host sync happens.
@@ -56,7 +58,7 @@ def sed_per_clip_loss(
         raise ValueError("strong-label training: the model returned no frame_logits (no frame-wise head)")
     strong = sed_loss(
         out,
-        batch.targets,
+        None,  # the clip targets of what was seen: max of the valid frame targets
         batch.frame_targets,
         valid_mask=batch.frame_mask,
         frame_weight=frame_weight,
