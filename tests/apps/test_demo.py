@@ -29,3 +29,19 @@ def test_quick_demo_writes_report_plot_and_checkpoints(tmp_path):
             assert len(per_seed) == 2 and row["accuracy"] == pytest.approx(sum(per_seed) / 2)
             assert row["accuracy_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
     assert set(result.accuracy["elastic_ast_tiny"]) == {"1s@10ms", "2s@10ms", "1s@40ms", "2s@40ms"}
+
+
+def test_demo_report_counts_the_training_compute_of_both_models():
+    """The report's AST token count is the model's own patch grid; the defaults give the fixed
+    baseline twice ElasticAST's compute (never less: the comparison does not favour ElasticAST)."""
+    import torch
+
+    from audioflex.apps.demo import _ast_tokens
+    from audioflex.models.registry import create_model
+
+    s = DemoSettings()
+    frames = round(s.ast_seconds * 100)
+    with torch.device("meta"):
+        net = create_model("ast_tiny", num_classes=8, depth=1, max_length=frames, stride=s.ast_stride)
+    assert _ast_tokens(s) == net.grid[0] * net.grid[1] == 256
+    assert s.ast_steps * s.ast_batch_size * _ast_tokens(s) == 2 * s.elastic_steps * s.elastic_max_tokens
