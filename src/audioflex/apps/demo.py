@@ -256,14 +256,22 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 def _ast_tokens(s: DemoSettings) -> int:
-    """Patch tokens of one ``ast_tiny`` input window (128 mel bins, 16 x 16 patches at ``ast_stride``)."""
-    frames = round(s.ast_seconds * 100)
-    return ((128 - 16) // s.ast_stride + 1) * ((frames - 16) // s.ast_stride + 1)
+    """Patch tokens of one ``ast_tiny`` input window: the model's own patch grid (built on the meta
+    device, no weights)."""
+    import torch
+
+    from audioflex.models.registry import create_model
+
+    with torch.device("meta"):
+        net = create_model("ast_tiny", num_classes=1, depth=1, max_length=round(s.ast_seconds * 100),
+                           stride=s.ast_stride)
+    return int(net.grid[0] * net.grid[1])
 
 
 def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, std) -> str:  # noqa: ANN001
     elastic_tokens = s.elastic_steps * s.elastic_max_tokens
-    ast_tokens = s.ast_steps * s.ast_batch_size * _ast_tokens(s)
+    window_tokens = _ast_tokens(s)
+    ast_tokens = s.ast_steps * s.ast_batch_size * window_tokens
     lines = [
         "# audioflex demo report",
         "",
@@ -280,7 +288,7 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         f" {s.ast_seconds:g} s crops/pads at 10 ms, {s.ast_steps} steps, {fmean(timings['ast_tiny']):.0f} s per seed.",
         f"- Training compute in patch tokens through the model: ElasticAST up to {elastic_tokens:,}"
         f" (its packed batches hold at most {s.elastic_max_tokens}), AST {ast_tokens:,}"
-        f" ({s.ast_batch_size} windows of {_ast_tokens(s)} per step, padding included).",
+        f" ({s.ast_batch_size} windows of {window_tokens} per step, padding included).",
         f"- Training seeds {', '.join(map(str, s.seeds))} (the same data); every number below is the mean ± sample"
         " std over them.",
         "",
