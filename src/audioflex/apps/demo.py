@@ -25,6 +25,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from audioflex.data.demo import DemoSpec
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,11 +36,10 @@ class DemoSettings:
     each model per seed (the data are the same for all: ``data_seed``). Training compute in patch
     tokens: ElasticAST ``elastic_steps * elastic_max_tokens`` = 409,600, the AST ``ast_steps *
     ast_batch_size`` windows of 256 tokens (8 x 32 patches of 5.12 s) = 819,200: the fixed baseline
-    gets twice ElasticAST's compute (at 100 steps, equal compute, it stayed near 0.54 test accuracy)."""
+    gets twice ElasticAST's compute (at 100 steps, equal compute, it stayed near 0.54 test accuracy).
+    ``data``: the synthetic dataset (its ``seed`` also seeds the run before training)."""
 
-    train_per_class: int = 150
-    valid_per_class: int = 10
-    test_per_class: int = 20
+    data: DemoSpec = field(default_factory=lambda: DemoSpec(train_per_class=150, test_seconds=10.0))
     depth: int = 4
     elastic_steps: int = 400
     ast_steps: int = 200
@@ -50,15 +51,12 @@ class DemoSettings:
     lengths_s: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
     frame_shifts_ms: list[float] = field(default_factory=lambda: [10.0, 20.0, 30.0, 40.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    data_seed: int = 1234
 
     @classmethod
     def quick(cls) -> DemoSettings:
         """A tiny run for tests (seconds, not minutes)."""
         return cls(
-            train_per_class=4,
-            valid_per_class=1,
-            test_per_class=2,
+            data=DemoSpec(train_per_class=4, valid_per_class=1, test_per_class=2, test_seconds=10.0),
             depth=1,
             elastic_steps=4,
             ast_steps=2,
@@ -136,7 +134,7 @@ def run_demo(
 
     from audioflex.apps.lengths import evaluate_lengths
     from audioflex.audio.frontend.kaldi import KaldiFbankConfig, compute_norm_stats
-    from audioflex.data.demo import CLASSES, DemoSpec, make_demo_dataset
+    from audioflex.data.demo import CLASSES, make_demo_dataset
     from audioflex.data.readers import read_dataset
     from audioflex.evaluate.lengths import EvalItem, mean_over_seeds, plot_reports, write_json
     from audioflex.inference.pipeline import Pipeline
@@ -146,13 +144,12 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    torch.manual_seed(s.data_seed)
+    torch.manual_seed(s.data.seed)
     if not s.seeds:
         raise ValueError("DemoSettings.seeds: give at least one training seed")
 
     say("1/6 generating the demo dataset (8 classes, 0.5-10 s clips)")
-    spec = DemoSpec(s.train_per_class, s.valid_per_class, s.test_per_class, seed=s.data_seed, test_seconds=10.0)
-    manifest = make_demo_dataset(out / "data", spec)
+    manifest = make_demo_dataset(out / "data", s.data)
     ds = read_dataset(manifest, labels=list(CLASSES))
     train_recs = ds.select(split="train")
     test_recs = ds.select(split="test")
@@ -276,9 +273,9 @@ def _report(s, reports, timings, ckpts, plot, sample, tag_line, seconds, mean, s
         "# audioflex demo report",
         "",
         "Synthetic 8-class dataset (sirens, alarm beeps, engine hum, knocks, bird chirps, bells, rain, babble;"
-        f" natural lengths 0.5-10 s for train/valid, 10 s test clips; {s.train_per_class}/{s.valid_per_class}/"
-        f"{s.test_per_class} clips per class for train/valid/test). Fbank normalisation stats computed on the"
-        " training split:"
+        f" natural lengths 0.5-10 s for train/valid, 10 s test clips; {s.data.train_per_class}/"
+        f"{s.data.valid_per_class}/{s.data.test_per_class} clips per class for train/valid/test). Fbank"
+        " normalisation stats computed on the training split:"
         f" mean {mean:.3f}, std {std:.3f}.",
         "",
         f"- `elastic_ast_tiny` (depth {s.depth}): trained on native lengths, packed ({s.elastic_max_tokens}-token"
