@@ -1,4 +1,5 @@
-"""Train-time augmentation: SpecAugment, mixup, gain, time shift, speed, background noise, crops, random resolution."""
+"""Train-time augmentation: SpecAugment, mixup, gain, time shift, speed, background noise, overlays, crops, random
+resolution."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from audioflex.audio.augment import (
     elastic_frame_shifts,
     frames_for,
     mixup,
+    overlay,
     random_crop,
     random_gain,
     random_time_shift,
@@ -265,6 +267,25 @@ def test_add_background_hits_the_drawn_snr() -> None:
         add_background(wave, [])
     with pytest.raises(ValueError, match="snr_db"):
         add_background(wave, noises, (10.0, 5.0))
+
+
+def test_overlay_adds_inside_its_span_at_the_asked_snr() -> None:
+    t = torch.linspace(0, 1, 1600, dtype=torch.float64)
+    wave = (0.3 * torch.sin(2 * torch.pi * 440 * t)).float()
+    other = torch.randn(400, generator=gen(1))
+    out = overlay(wave, other, 1000, -3.0)
+    added = out.double() - wave.double()
+    assert torch.equal(added[:1000], torch.zeros(1000, dtype=torch.float64))
+    assert torch.equal(added[1400:], torch.zeros(200, dtype=torch.float64))
+    # the clip's RMS (whole clip) over the added excerpt's RMS (its own span) is the asked SNR
+    snr = 10 * torch.log10(wave.double().pow(2).mean() / added[1000:1400].pow(2).mean())
+    assert float(snr) == pytest.approx(-3.0, abs=1e-3)  # float32 output: ~1e-6 relative
+    assert torch.equal(overlay(wave, torch.zeros(400), 0, 0.0), wave)  # a silent excerpt adds nothing
+    assert float(overlay(torch.zeros(1600), other, 0, 0.0).abs().max()) > 0  # a silent clip gets it at its level
+    with pytest.raises(ValueError, match="must lie inside wave"):
+        overlay(wave, other, 1300, 0.0)
+    with pytest.raises(ValueError, match=r"must be \[T\] and \[N\]"):
+        overlay(wave.view(2, -1), other, 0, 0.0)
 
 
 def test_random_crop_lengths() -> None:

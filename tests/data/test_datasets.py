@@ -14,8 +14,9 @@ from audioflex.audio.augment import SpecAugment
 from audioflex.audio.frontend.kaldi import KaldiFbankConfig
 from audioflex.data.datasets import BadClip, SpectrogramDataset, TrainCollator, WaveformDataset
 from audioflex.data.durations import resolve_durations
-from audioflex.data.records import ClipRecord, LabelSet
+from audioflex.data.records import ClipRecord, Event, LabelSet
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler, class_balanced_weights
+from audioflex.data.targets import FrameTargetSpec
 from audioflex.packing import PackedBatch
 from audioflex.train.config import ConfigError, load_config
 from audioflex.train.optim import lr_factor
@@ -132,6 +133,62 @@ def test_background_noise_mixes_into_training_clips_only(clips: list[ClipRecord]
         WaveformDataset(clips, LABELS, sample_rate=SR, background_prob=0.5)
     with pytest.raises(ValueError, match="background_prob"):
         WaveformDataset(clips, LABELS, sample_rate=SR, background=noise, background_prob=1.5)
+
+
+def _strong_pair(d: Path) -> list[ClipRecord]:
+    """A 1 s clip of faint noise with an event 'a', and a 2 s clip silent but for a tone (event 'b', 0.8-1.3 s)."""
+    noise = 0.01 * np.random.default_rng(0).standard_normal(SR)
+    sf.write(d / "quiet.wav", noise.astype(np.float32), SR, subtype="FLOAT")
+    burst = np.zeros(2 * SR)
+    n = np.arange(int(0.8 * SR), int(1.3 * SR))
+    burst[n] = 0.5 * np.cos(2 * np.pi * 440 * n / SR)
+    sf.write(d / "burst.wav", burst.astype(np.float32), SR, subtype="FLOAT")
+    recs = [
+        ClipRecord(d / "quiet.wav", labels=("a",), events=(Event(0.1, 0.3, "a"),)),
+        ClipRecord(d / "burst.wav", labels=("b",), events=(Event(0.8, 1.3, "b"),)),
+    ]
+    recs, _ = resolve_durations(recs, d / "durations.json")
+    return recs
+
+
+def test_event_overlay_moves_the_excerpts_events_with_its_audio(tmp_path: Path) -> None:
+    recs = _strong_pair(tmp_path)
+    plain = WaveformDataset(recs, LABELS, sample_rate=SR, train=True)
+    mixed = WaveformDataset(recs, LABELS, sample_rate=SR, train=True, overlay_prob=1.0, overlay_snr_db=(0.0, 0.0))
+    spec = FrameTargetSpec(labels=tuple(LABELS), step_frames=16)
+    frames = SpectrogramDataset(mixed, KaldiFbankConfig(num_mel_bins=32), frame_targets=spec)
+    for epoch in range(4):  # another excerpt of the burst clip each epoch
+        plain.set_epoch(epoch), frames.set_epoch(epoch)
+        wave0, target0, _ = plain[0]
+        wave, target, meta = mixed[0]
+        added = (wave.double() - wave0.double()).abs() > 1e-6
+        on = torch.nonzero(added).flatten()
+        (ev,) = meta["overlay_events"]
+        assert ev.label == "b"
+        # the event covers the samples where the tone now sounds (one sample of rounding either way)
+        assert ev.onset == pytest.approx(float(on[0]) / SR, abs=1.5 / SR)
+        assert ev.offset == pytest.approx(float(on[-1] + 1) / SR, abs=1.5 / SR)
+        assert target.tolist() == [1.0, 1.0, 0.0] and target0.tolist() == [1.0, 0.0, 0.0]
+        # frame targets (0.16 s steps) hold both the clip's own event and the overlaid one
+        _, _, fmeta = frames[0]
+        ft, hop = fmeta["frame_target"], 0.16
+        steps = ft.shape[0]
+        step_of = torch.arange(wave.shape[0]) // int(hop * SR)
+        want_b = torch.zeros(steps)
+        want_b[step_of[added].clamp(max=steps - 1).unique()] = 1.0
+        assert torch.equal(ft[:, 1], want_b)
+        assert ft[:, 0].tolist() == [1.0, 1.0] + [0.0] * (steps - 2)  # 'a' at 0.1-0.3 s
+    assert torch.equal(mixed[0][0], mixed[0][0])  # the same draw for the same (epoch, clip)
+    # a weakly labelled clip is left alone, and evaluation never overlays
+    weak = [recs[0], ClipRecord(recs[1].path, labels=("b",), duration=recs[1].duration)]
+    w = WaveformDataset(weak, LABELS, sample_rate=SR, train=True, overlay_prob=1.0)
+    assert "overlay_events" not in w[1][2] and "overlay_events" not in w[0][2]  # no other strong clip
+    ev_ds = WaveformDataset(recs, LABELS, sample_rate=SR, overlay_prob=1.0)
+    assert "overlay_events" not in ev_ds[0][2]
+    with pytest.raises(ValueError, match="overlay_prob"):
+        WaveformDataset(recs, LABELS, sample_rate=SR, overlay_prob=1.5)
+    with pytest.raises(ValueError, match="overlay_snr_db"):
+        WaveformDataset(recs, LABELS, sample_rate=SR, overlay_prob=0.5, overlay_snr_db=(5.0, 0.0))
 
 
 def test_targets_multi_hot_and_index(clips: list[ClipRecord]) -> None:

@@ -158,7 +158,7 @@ def test_elastic_ast_frame_head_strong_label_training(desed: Path, tmp_path: Pat
     model = {"name": "elastic_ast_tiny", "kwargs": ELASTIC_KW}
     cfg = _cfg(desed, tmp_path / "east", model, {"num_mel_bins": 32}, max_steps=30)
     cfg["data"]["random_crop_frames"] = [96, 200]  # frame targets must follow the crops
-    cfg["augment"] = {"frame_shifts_ms": [10, 12]}
+    cfg["augment"] = {"frame_shifts_ms": [10, 12], "overlay_prob": 0.5}  # event overlay: targets follow the excerpts
     cfg["sed"]["weak_frame_loss"] = True
     _train_and_check(cfg, "elastic_ast_tiny", ELASTIC_KW, packed=True)
 
@@ -209,6 +209,14 @@ def test_sed_config_errors(desed: Path, tmp_path: Path) -> None:
     cfg["augment"] = {"mixup_alpha": 0.5}
     with pytest.raises(ValueError, match="mixup_alpha=0"):
         train(cfg)
+    cfg["augment"] = {"overlay_prob": 1.5}
+    with pytest.raises(ValueError, match=r"augment.overlay_prob must be in \[0, 1\]"):
+        train(cfg)
+    cfg["augment"] = {"overlay_prob": 0.5}
+    cfg["sed"] = {"frame_weight": 0.0}
+    with pytest.raises(ValueError, match="augment.overlay_prob overlays strongly labelled clips"):
+        train(cfg)
+    cfg["sed"] = {"frame_weight": 0.7}
     cfg["augment"] = {}
     cfg["model"] = {"name": "ast_tiny", "kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}}
     cfg["frontend"] = {"num_mel_bins": 32, "target_length": 64}

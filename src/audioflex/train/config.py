@@ -166,6 +166,10 @@ class AugmentConfig:
     ``background_noise``: a folder of noise recordings (``*.wav``, ``*.flac``, ...) mixed into
     training clips with probability ``background_prob`` at an SNR uniform in ``background_snr_db``;
     ``auto`` = the ``_background_noise_`` folder of the training data (Speech Commands layout).
+    ``overlay_prob``: strong-label training: a clip gets an excerpt of another strongly labelled
+    training clip added with this probability (clip RMS over excerpt RMS uniform in
+    ``overlay_snr_db``), and the excerpt's events join its frame and clip targets: the mixing
+    augmentation for sound event detection, where mixup has no aligned frame targets.
     """
 
     freq_mask: int = 0
@@ -181,6 +185,8 @@ class AugmentConfig:
     background_prob: float = 0.8
     background_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
     frame_shifts_ms: list[float] = field(default_factory=list)
+    overlay_prob: float = 0.0
+    overlay_snr_db: list[float] = field(default_factory=lambda: [-5.0, 5.0])
 
 
 @dataclass

@@ -24,7 +24,7 @@ from audioflex.data.inspect import log_summary
 from audioflex.data.readers.common import is_audio
 from audioflex.data.records import ClipRecord, LabelSet, ReadResult
 from audioflex.data.samplers import BudgetBatchSampler, ClassBalancedSampler
-from audioflex.data.targets import FrameTargetSpec
+from audioflex.data.targets import FrameTargetSpec, is_strong
 from audioflex.train.config import AugmentConfig, DataConfig, DataSpec, TrainConfig
 from audioflex.train.distributed import DistInfo, barrier
 from audioflex.train.runlog import RunLog
@@ -222,18 +222,40 @@ def speed_range(cfg: TrainConfig) -> tuple[float, ...]:
     return speed_factors(cfg.augment.speed, "augment.speed") or ()
 
 
+def check_overlay(aug: AugmentConfig, plan: DataPlan, frame_targets: FrameTargetSpec | None) -> None:
+    """Raise ``ValueError`` naming ``augment.overlay_*`` when the event overlay can't run as asked."""
+    if aug.overlay_prob == 0:
+        return
+    if not 0 < aug.overlay_prob <= 1:
+        raise ValueError(f"augment.overlay_prob must be in [0, 1], got {aug.overlay_prob}")
+    snr = aug.overlay_snr_db
+    if len(snr) != 2 or not snr[0] <= snr[1]:
+        raise ValueError(f"augment.overlay_snr_db: expected [low, high] dB with low <= high, got {snr}")
+    if frame_targets is None:
+        raise ValueError(
+            "augment.overlay_prob overlays strongly labelled clips for sound event detection (sed.frame_weight > 0); "
+            "for clip labels use augment.mixup_alpha"
+        )
+    if plan.stream:
+        raise ValueError("augment.overlay_prob reads other training clips by index; a shard stream can't (set it to 0)")
+    if not any(is_strong(r) for r in plan.train_records):
+        raise ValueError("augment.overlay_prob: no training clip has strong labels (events) to overlay; set it to 0")
+
+
 def train_dataset(
     cfg: TrainConfig, plan: DataPlan, frontend: FrontendConfig, *, packed: bool, patch: int,
     frame_targets: FrameTargetSpec | None,
 ) -> SpectrogramDataset:
     """The training spectrogram dataset (augmented; front end deferred with ``frontend_device: device``)."""
     aug = cfg.augment
+    check_overlay(aug, plan, frame_targets)
     window, _ = clip_windows(cfg, frontend, packed)
     waves = WaveformDataset(
         plan.train_records, plan.labels, sample_rate=frontend.sample_rate, train=True, gain_db=aug.gain_db,
         time_shift_ms=aug.time_shift_ms, background=background_recordings(cfg, frontend.sample_rate),
         background_prob=aug.background_prob if aug.background_noise else 0.0, background_snr_db=aug.background_snr_db,
-        speed=speed_range(cfg), seed=cfg.seed, **window,
+        speed=speed_range(cfg), overlay_prob=aug.overlay_prob, overlay_snr_db=aug.overlay_snr_db, seed=cfg.seed,
+        **window,
     )
     return SpectrogramDataset(
         waves,
@@ -376,6 +398,7 @@ def valid_loader(
 __all__ = [
     "DataPlan",
     "check_data_options",
+    "check_overlay",
     "clip_windows",
     "index_loader",
     "speed_range",

@@ -1,5 +1,5 @@
-"""Train-time augmentation: SpecAugment (``spec``), mixup (``mixup``), gain, time shift, speed and background
-noise (``wave``), random crops and random resolution (``crops``).
+"""Train-time augmentation: SpecAugment (``spec``), mixup (``mixup``), gain, time shift, speed, background
+noise and overlays (``wave``), random crops and random resolution (``crops``).
 
 All randomness comes from an explicit ``torch.Generator`` (CPU generators work for tensors on any
 device: draws are made on the generator's device and moved), so the same seed gives the same
@@ -22,7 +22,14 @@ from audioflex.audio.augment.crops import (
 )
 from audioflex.audio.augment.mixup import Mixup, mixup, sample_beta
 from audioflex.audio.augment.spec import SpecAugment
-from audioflex.audio.augment.wave import add_background, change_speed, random_gain, random_time_shift, speed_factors
+from audioflex.audio.augment.wave import (
+    add_background,
+    change_speed,
+    overlay,
+    random_gain,
+    random_time_shift,
+    speed_factors,
+)
 
 __all__ = [
     "ELASTIC_FRAME_SHIFTS_MS",
@@ -34,6 +41,7 @@ __all__ = [
     "elastic_frame_shifts",
     "frames_for",
     "mixup",
+    "overlay",
     "random_crop",
     "random_gain",
     "random_time_shift",

@@ -1,5 +1,5 @@
-"""Waveform augmentation: random gain, circular time shift, speed perturbation and background-noise
-mixing of ``[T]`` / ``[B, T]`` waveforms."""
+"""Waveform augmentation: random gain, circular time shift, speed perturbation, background-noise
+mixing and overlaying one recording on another, of ``[T]`` / ``[B, T]`` waveforms."""
 
 from __future__ import annotations
 
@@ -117,13 +117,32 @@ def add_background(
     else:  # wrap around (tiled when the noise is shorter than the clip)
         idx = (torch.arange(t) + start) % n
         excerpt = noise[idx].to(torch.float64)
-    snr = lo + (hi - lo) * u[2]
-    n_rms = float(excerpt.pow(2).mean().sqrt())
-    if n_rms == 0.0 or t == 0:
-        return wave.clone()
-    w_rms = float(wave.to(torch.float64).pow(2).mean().sqrt())
-    scale = (w_rms if w_rms > 0 else n_rms) / n_rms * 10.0 ** (-snr / 20.0)
-    return (wave.to(torch.float64) + scale * excerpt).to(wave.dtype)
+    return overlay(wave, excerpt, 0, lo + (hi - lo) * u[2])
 
 
-__all__ = ["SPEED_BASE", "add_background", "change_speed", "random_gain", "random_time_shift", "speed_factors"]
+
+def overlay(wave: torch.Tensor, other: torch.Tensor, start: int, snr_db: float) -> torch.Tensor:
+    """``wave [T]`` with ``other [N]`` added from sample ``start`` (``0 <= start``, ``start + N <= T``),
+    scaled so that ``wave``'s RMS over ``other``'s RMS is ``snr_db`` dB.
+
+    A silent ``wave`` gets ``other`` at its own level scaled by ``10 ** (-snr_db / 20)``; a silent
+    ``other`` adds nothing. Returns a new tensor of ``wave``'s dtype (no clipping).
+    """
+    if wave.ndim != 1 or other.ndim != 1:
+        raise ValueError(f"overlay: wave and other must be [T] and [N], got {tuple(wave.shape)}, {tuple(other.shape)}")
+    t, n = wave.shape[0], other.shape[0]
+    if not (start >= 0 and start + n <= t):
+        raise ValueError(f"overlay: other ({n} samples from {start}) must lie inside wave ({t} samples)")
+    other64 = other.to(torch.float64)
+    o_rms = float(other64.pow(2).mean().sqrt()) if n else 0.0
+    out = wave.to(torch.float64).clone()
+    if o_rms == 0.0:
+        return out.to(wave.dtype)
+    w_rms = float(out.pow(2).mean().sqrt())
+    out[start : start + n] += (w_rms if w_rms > 0 else o_rms) / o_rms * 10.0 ** (-float(snr_db) / 20.0) * other64
+    return out.to(wave.dtype)
+
+
+__all__ = [
+    "SPEED_BASE", "add_background", "change_speed", "overlay", "random_gain", "random_time_shift", "speed_factors",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,8 @@ class SpectrogramDataset(Dataset):
     and the clip's planned frame count, so :meth:`token_counts` knows every clip's tokens before
     any batch is built.
 
-    ``frame_targets`` (:class:`~audioflex.data.targets.FrameTargetSpec`): strong labels (``ClipRecord.events``) become
+    ``frame_targets`` (:class:`~audioflex.data.targets.FrameTargetSpec`): strong labels
+    (``ClipRecord.events``, plus an overlaid excerpt's ``meta["overlay_events"]``) become
     ``meta["frame_target"] [S, C]`` at the model's frame hop, aligned with the crop, with
     ``meta["frame_valid"]`` real steps and ``meta["strong"]`` (see :func:`~audioflex.data.targets.is_strong`; weak clips
     get zeros and ``strong=False``).
@@ -228,7 +230,7 @@ class SpectrogramDataset(Dataset):
         if self.frame_targets is not None:
             hop_s = fe.config.hop_s
             offset_s = meta["offset_s"] + meta["crop_start"] * hop_s
-            meta.update(clip_frame_targets(self.frame_targets, record, size, offset_s, hop_s))
+            meta.update(clip_frame_targets(self.frame_targets, with_overlay(record, meta), size, offset_s, hop_s))
         if self.defer_frontend:
             return wave, target, meta
         with torch.no_grad():
@@ -252,3 +254,13 @@ class SpectrogramDataset(Dataset):
                 generator=g,
             )[0]
         return spec, target, {**meta, "frames": min(n, spec.shape[-1])}
+
+
+def with_overlay(record: ClipRecord | None, meta: dict[str, Any]) -> ClipRecord | None:
+    """``record`` with the events of an overlaid excerpt (``meta["overlay_events"]``, see
+    :class:`~audioflex.data.datasets.waveform.WaveformDataset`) added to its events and labels."""
+    extra = tuple(meta.get("overlay_events", ()))
+    if record is None or not extra:
+        return record
+    labels = tuple(dict.fromkeys((*record.labels, *(e.label for e in extra))))
+    return dataclasses.replace(record, labels=labels, events=(*record.events, *extra))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -12,15 +13,17 @@ from torch.utils.data import Dataset
 from audioflex.audio.augment import (
     add_background,
     change_speed,
+    overlay,
     random_gain,
     random_time_shift,
     sample_crop,
     speed_factors,
 )
 from audioflex.audio.io import AudioError, load_audio_with_info, truncation_note
-from audioflex.data.datasets.items import CROP, MIX, NOISE, SPEED, BadClip, clip_generator
-from audioflex.data.records import ClipRecord, LabelSet
+from audioflex.data.datasets.items import CROP, MIX, NOISE, OVERLAY, SPEED, BadClip, clip_generator
+from audioflex.data.records import ClipRecord, Event, LabelSet
 from audioflex.data.samplers import derive_seed
+from audioflex.data.targets import is_strong
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,14 @@ class WaveformDataset(Dataset):
     (``[N_i]`` at ``sample_rate``) mixed in at an SNR uniform in ``background_snr_db``
     (:func:`~audioflex.audio.augment.add_background`; its own random stream per clip and epoch).
 
+    Event overlay (strong labels): with probability ``overlay_prob`` a strongly labelled clip gets
+    an excerpt of another strongly labelled clip of the set added (at a random place, the clip's RMS
+    over the excerpt's uniform in ``overlay_snr_db`` dB), before the gain; the excerpt's events,
+    moved to where they now sound, are in ``meta["overlay_events"]`` (times from the clip's start,
+    as ``ClipRecord.events``) and their labels join the clip target. Weakly labelled clips are left
+    alone (for clip labels, use mixup). :class:`~audioflex.data.datasets.spectrogram.SpectrogramDataset`
+    adds those events to the frame targets.
+
     Unreadable files give a :class:`BadClip` (logged, never raised); a truncated file is used as
     far as it goes, with the reason in ``meta["problems"]``.
     """
@@ -83,6 +94,8 @@ class WaveformDataset(Dataset):
         background_prob: float = 0.0,
         background_snr_db: Sequence[float] = (0.0, 20.0),
         speed: Sequence[float] = (),
+        overlay_prob: float = 0.0,
+        overlay_snr_db: Sequence[float] = (-5.0, 5.0),
         seed: int = 0,
     ) -> None:
         if max_seconds is not None and clip_seconds is not None:
@@ -112,6 +125,13 @@ class WaveformDataset(Dataset):
         if len(background_snr_db) != 2 or not background_snr_db[0] <= background_snr_db[1]:
             raise ValueError(f"WaveformDataset: background_snr_db must be [low, high] dB, "
                              f"got {list(background_snr_db)}")
+        if not 0.0 <= overlay_prob <= 1.0:
+            raise ValueError(f"WaveformDataset: overlay_prob must be in [0, 1], got {overlay_prob}")
+        if len(overlay_snr_db) != 2 or not overlay_snr_db[0] <= overlay_snr_db[1]:
+            raise ValueError(f"WaveformDataset: overlay_snr_db must be [low, high] dB, got {list(overlay_snr_db)}")
+        self.overlay_prob = float(overlay_prob)
+        self.overlay_snr_db = (float(overlay_snr_db[0]), float(overlay_snr_db[1]))
+        self._overlay_pool = [i for i, r in enumerate(self.records) if is_strong(r)] if overlay_prob > 0 else []
         self.speed = speed_factors(speed, "WaveformDataset: speed")
         self.background = list(background)
         self.background_prob = float(background_prob)
@@ -210,6 +230,9 @@ class WaveformDataset(Dataset):
         speed = self.speed_of(index)
         if speed != 1.0:
             wave = change_speed(wave, speed)
+        extra: tuple[Event, ...] = ()
+        if self.train and self.overlay_prob > 0 and is_strong(r):
+            wave, extra = self._overlay(wave, index, offset)
         if self.train and self.gain_db > 0:
             wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
         if self.train and self.max_shift > 0:
@@ -228,4 +251,44 @@ class WaveformDataset(Dataset):
             "speed": speed,
             "problems": list(problems or []),
         }
-        return wave, self.encode(r), meta
+        target = self.encode(r)
+        if extra:
+            meta["overlay_events"] = extra
+            target = torch.maximum(target, self.labels.encode([e.label for e in extra]).to(target.dtype))
+        return wave, target, meta
+
+    def _overlay(self, wave: torch.Tensor, index: int, offset: float) -> tuple[torch.Tensor, tuple[Event, ...]]:
+        """``wave [T]`` (clip ``index``, ``offset`` s into it) with an excerpt of another strong clip
+        overlaid, and the excerpt's events in this clip's time; unchanged when the draw says no."""
+        g = clip_generator(self.item_seed(index, OVERLAY))
+        u = torch.rand(5, generator=g, dtype=torch.float64).tolist()
+        pool = self._overlay_pool  # sorted; the partner is drawn uniformly among the others
+        me = bisect.bisect_left(pool, index)
+        mine = me < len(pool) and pool[me] == index
+        others = len(pool) - mine
+        if u[0] >= self.overlay_prob or others < 1 or wave.shape[0] == 0:
+            return wave, ()
+        k = min(int(u[1] * others), others - 1)
+        other = self.records[pool[k + 1 if mine and k >= me else k]]
+        sr, t = self.sample_rate, wave.shape[0]
+        span = other.clip_duration
+        length = t / sr if span is None else min(t / sr, span)
+        start = 0.0 if span is None else u[2] * (span - length)
+        try:
+            excerpt, _ = load_audio_with_info(other.path, sr, offset=other.start + start, duration=length)
+        except AudioError as exc:
+            logger.warning("no overlay for clip %d: %s", index, exc)
+            return wave, ()
+        excerpt = excerpt[:t]
+        if excerpt.shape[0] == 0:
+            return wave, ()
+        at = min(int(u[3] * (t - excerpt.shape[0] + 1)), t - excerpt.shape[0])
+        lo, hi = self.overlay_snr_db
+        wave = overlay(wave, excerpt, at, lo + (hi - lo) * u[4])
+        shift, end = offset + at / sr - start, start + excerpt.shape[0] / sr
+        events = tuple(
+            Event(max(e.onset, start) + shift, min(e.offset, end) + shift, e.label)
+            for e in other.events
+            if e.offset > start and e.onset < end
+        )
+        return wave, events
