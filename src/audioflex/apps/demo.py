@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DemoSettings:
     """Knobs of the demo run (defaults fit ~15 minutes on 2 CPU cores). ``seeds``: one training of
-    each model per seed (the data are the same for all: ``data_seed``). Training compute in patch
+    each model per seed (the data are the same for all: ``data.seed``). Training compute in patch
     tokens: ElasticAST ``elastic_steps * elastic_max_tokens`` = 409,600, the AST ``ast_steps *
     ast_batch_size`` windows of 256 tokens (8 x 32 patches of 5.12 s) = 819,200: the fixed baseline
     gets twice ElasticAST's compute (at 100 steps, equal compute, it stayed near 0.54 test accuracy).

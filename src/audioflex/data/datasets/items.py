@@ -1,8 +1,7 @@
 """What a dataset item is: ``(x, target, meta)`` or a :class:`BadClip`, and its seeded random draws.
 
-Every random draw of a clip (crop offset, speed, gain, frame shift, masks, mixup,
-event overlay) comes from
-:func:`clip_generator` seeded with ``(seed, stream, epoch, clip index)``; the stream ids below keep
+Every random draw of a clip (crop offset, speed, gain, frame shift, masks, mixup, event overlay) comes
+from :func:`clip_generator` seeded with ``(seed, stream, epoch, clip index)``; the stream ids below keep
 the different draws of one clip independent, so runs are reproducible and a resumed run repeats
 them exactly.
 """

@@ -231,7 +231,7 @@ class WaveformDataset(Dataset):
         if speed != 1.0:
             wave = change_speed(wave, speed)
         extra: tuple[Event, ...] = ()
-        if self.train and self.overlay_prob > 0 and is_strong(r):
+        if self.train and self.overlay_prob > 0:
             wave, extra = self._overlay(wave, index, offset)
         if self.train and self.gain_db > 0:
             wave = random_gain(wave, -self.gain_db, self.gain_db, generator=g)
@@ -259,17 +259,18 @@ class WaveformDataset(Dataset):
 
     def _overlay(self, wave: torch.Tensor, index: int, offset: float) -> tuple[torch.Tensor, tuple[Event, ...]]:
         """``wave [T]`` (clip ``index``, ``offset`` s into it) with an excerpt of another strong clip
-        overlaid, and the excerpt's events in this clip's time; unchanged when the draw says no."""
+        overlaid, and the excerpt's events in this clip's time; unchanged for a weakly labelled clip
+        and when the draw says no."""
+        pool = self._overlay_pool  # the strong clips, sorted; the partner is drawn uniformly among the others
+        me = bisect.bisect_left(pool, index)
+        if me == len(pool) or pool[me] != index or len(pool) < 2 or wave.shape[0] == 0:
+            return wave, ()
         g = clip_generator(self.item_seed(index, OVERLAY))
         u = torch.rand(5, generator=g, dtype=torch.float64).tolist()
-        pool = self._overlay_pool  # sorted; the partner is drawn uniformly among the others
-        me = bisect.bisect_left(pool, index)
-        mine = me < len(pool) and pool[me] == index
-        others = len(pool) - mine
-        if u[0] >= self.overlay_prob or others < 1 or wave.shape[0] == 0:
+        if u[0] >= self.overlay_prob:
             return wave, ()
-        k = min(int(u[1] * others), others - 1)
-        other = self.records[pool[k + 1 if mine and k >= me else k]]
+        k = min(int(u[1] * (len(pool) - 1)), len(pool) - 2)
+        other = self.records[pool[k + 1 if k >= me else k]]
         sr, t = self.sample_rate, wave.shape[0]
         span = other.clip_duration
         length = t / sr if span is None else min(t / sr, span)
