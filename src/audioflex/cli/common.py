@@ -83,7 +83,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except user_errors() as e:
-            err.print(f"[bold red]error:[/] {error_message(e)}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(error_message(e)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
