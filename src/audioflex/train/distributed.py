@@ -8,6 +8,7 @@ standard ``env://`` rendezvous) and picks ``nccl`` on CUDA, ``gloo`` on CPU.
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     """Leave the process group if this module created it."""
     if info.initialized_here and dist.is_initialized():
+        gc.collect()  # objects in reference cycles that still hold the group's pending work
         dist.destroy_process_group()
 
 

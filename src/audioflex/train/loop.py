@@ -443,10 +443,15 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: Sequence
     try:
         trainer = _Trainer(cfg, info)
         trainer.build()
-        return trainer.run()
+        result = trainer.run()
+        # ranks leave together: none tears its gloo/nccl connections down while another is still
+        # finishing (rank 0 writes the last files after the final barrier)
+        barrier(info)
+        return result
     finally:
         if trainer is not None:
             trainer.lock.release()
+        trainer = None  # the DDP wrapper and its reducer go before the process group they use
         cleanup(info)
 
 
