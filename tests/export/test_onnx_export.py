@@ -125,6 +125,20 @@ def test_elastic_packed_layouts(exported, lengths):
     assert got.frame_hop_s == pytest.approx(want.frame_hop_s)
 
 
+def test_elastic_rows_frame_head_exports(tmp_path):
+    """frame_pool='rows' (per-row frame weights) goes through ONNX like the column mean."""
+    torch.manual_seed(0)
+    kw = {"depth": 2, "max_time_patches": 4, "frame_head": True, "frame_pool": "rows"}
+    model = create_model("elastic_ast_tiny", num_classes=len(LABELS), **kw).eval()
+    bundle = load_onnx(export_onnx(model, tmp_path / "rows.onnx", frontend=KaldiFbankConfig(), labels=LABELS,
+                                   model_name="elastic_ast_tiny"))
+    gen = torch.Generator().manual_seed(3)
+    batch = collate_packed([torch.randn(128, t, generator=gen) for t in (100, 7, 64)], frame_shift_ms=[10.0] * 3)
+    with torch.no_grad():
+        want = model(batch)
+    _close(bundle.model(batch).frame_logits, want.frame_logits, "elastic rows frame_logits")
+
+
 def test_padding_segment_is_ignored(exported):
     model, bundle = exported["elastic_ast"]
     specs = [torch.randn(128, 48), torch.randn(128, 20)]

@@ -151,3 +151,39 @@ def test_loop_backend_batches_equal_length_runs():
     loop = varlen_attention(q, k, v, info, backend="loop")
     dense = varlen_attention(q, k, v, info, backend="dense")
     assert torch.allclose(loop, dense, atol=1e-6)
+
+
+def test_rows_frame_head_gives_each_frequency_row_its_weights():
+    """frame_pool='rows': a column's logits = Linear over its rows' normed tokens side by side."""
+    model = tiny_elastic(frame_head=True, frame_pool="rows")  # 128 mel bins: 8 rows of 16
+    assert model.frame_fc.in_features == 8 * 32
+    specs = random_specs(3, 5, lo=17, hi=200)
+    batch = collate_packed(specs)
+    with torch.no_grad():
+        out = model(batch)
+        tokens, _, _ = model.forward_features(batch)
+    n0 = batch.info.lengths[0]
+    in_col = batch.coords[:n0, 1] == 1  # clip 0, column 1
+    rows = model.frame_norm(tokens[:n0][in_col])[batch.coords[:n0][in_col, 0].argsort()]
+    with torch.no_grad():
+        ref = model.frame_fc(rows.reshape(-1))
+    assert torch.allclose(ref, out.frame_logits[0, 1], atol=1e-5)
+    with torch.no_grad():
+        swapped = model.frame_fc(rows.flip(0).reshape(-1))
+    assert not torch.allclose(swapped, ref, atol=1e-3)  # the row order matters (a mean would not see it)
+    for i, s in enumerate(specs):  # packed == alone
+        with torch.no_grad():
+            alone = model(collate_packed([s])).frame_logits[0]
+        assert (alone - out.frame_logits[i, : alone.shape[0]]).abs().max() <= 1e-5
+    with torch.no_grad():  # the tensor-only (ONNX) form gives the same frames
+        sizes = torch.tensor(batch.grid_sizes)
+        graph = model.packed_graph()(batch.patches, batch.coords, batch.info.segment_ids, sizes)
+    assert torch.allclose(graph[2], out.frame_logits, atol=1e-5)
+    # training with token dropping: a dropped token's row is zeros, every row's weights learn
+    model.train()
+    model.token_drop = 0.3
+    model(batch).frame_logits.clamp(min=-50).sum().backward()
+    grad = model.frame_fc.weight.grad.view(5, 8, 32)
+    assert (grad.abs().sum(dim=(0, 2)) > 0).all()
+    with pytest.raises(ValueError, match="frame_pool"):
+        ElasticAST(**TINY, frame_head=True, frame_pool="max")

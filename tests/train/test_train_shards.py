@@ -141,7 +141,9 @@ def test_two_ranks_stream_disjoint_clips(data: tuple[Path, Path], packed: bool) 
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
+    import faulthandler
     import os
+    faulthandler.enable(all_threads=True)  # a rank that aborts in C++ shows where it was
 
     torch.set_num_threads(1)
     os.environ.update(

@@ -138,6 +138,9 @@ class AST(PrefixTokenGridModel):
         )
 
 
+FRAME_POOLS = ("mean", "rows")
+
+
 class ElasticAST(nn.Module):
     """ElasticAST on packed clips of any length and frame shift.
 
@@ -145,13 +148,16 @@ class ElasticAST(nn.Module):
     batch (in the batch's order; ``batch.index`` maps rows to the caller's clips).
 
     With ``frame_head=True`` the model also has a frame-wise (token-semantic) head over its time
-    columns: per clip, the tokens of each patch column are averaged over the frequency rows, then
-    ``LayerNorm -> Linear(D, C)`` gives ``frame_logits [B, T'_max, C]`` (``T'_max`` = the longest
-    clip's column count; columns past a clip's end hold :attr:`FRAME_PAD` = -1e4, i.e. probability
-    0). The clip logits still come from the
-    pooling head. One column spans ``patch_size`` front-end frames; the model does not know the
-    front end's frame shift, so ``frame_hop_s`` is ``patch_size * shift`` only when the batch
-    carries ``frame_shift_ms`` (one value for all clips), else None (inference code sets it).
+    columns, giving ``frame_logits [B, T'_max, C]`` (``T'_max`` = the longest clip's column count;
+    columns past a clip's end hold :attr:`FRAME_PAD` = -1e4, i.e. probability 0). ``frame_pool``
+    says how a column's tokens (one per frequency row) become its logits: ``"mean"`` averages them,
+    then ``LayerNorm -> Linear(D, C)``; ``"rows"`` normalises each token (``LayerNorm``), sets the
+    ``R`` rows side by side (a dropped token's row is zeros) and applies ``Linear(R * D, C)``, so
+    each frequency row has its own weights (as HTS-AT's token-semantic head and CRNNs keep
+    frequency). The clip logits still come from the pooling head. One column spans ``patch_size``
+    front-end frames; the model does not know the front end's frame shift, so ``frame_hop_s`` is
+    ``patch_size * shift`` only when the batch carries ``frame_shift_ms`` (one value for all
+    clips), else None (inference code sets it).
     Train the frame head from clip labels (pooled frame logits) or strong labels with
     ``audioflex.train.losses.sed_loss``.
     """
@@ -177,10 +183,13 @@ class ElasticAST(nn.Module):
         norm_eps: float = 1e-6,
         backend: str = "auto",
         frame_head: bool = False,
+        frame_pool: str = "mean",
     ) -> None:
         super().__init__()
         if pool not in ("attn", "mean"):
             raise ValueError(f"pool must be 'attn' or 'mean', got {pool!r}")
+        if frame_pool not in FRAME_POOLS:
+            raise ValueError(f"frame_pool must be one of {', '.join(FRAME_POOLS)}, got {frame_pool!r}")
         if not 0.0 <= token_drop < 1.0:
             raise ValueError(f"token_drop must be in [0, 1), got {token_drop}")
         self.num_classes = num_classes
@@ -202,9 +211,12 @@ class ElasticAST(nn.Module):
         self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head = nn.Linear(embed_dim, num_classes)
         self.has_frame_head = bool(frame_head)
+        self.frame_pool = frame_pool
+        self.freq_rows = int(self.pos_embed_freq.shape[0])
         if self.has_frame_head:
             self.frame_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
-            self.frame_fc = nn.Linear(embed_dim, num_classes)
+            width = embed_dim * (self.freq_rows if frame_pool == "rows" else 1)
+            self.frame_fc = nn.Linear(width, num_classes)
         self.apply(init_xavier_weights)
         if self.pool is not None:
             self.pool.reset_parameters()
@@ -262,7 +274,8 @@ class ElasticAST(nn.Module):
         frame logits ``[B, T'_max, C]`` (:attr:`FRAME_PAD` past each clip's last column).
 
         Index ops only (no host syncs): a token of clip ``b`` at time column ``t`` goes to the
-        flat column ``offset[b] + t``; columns are averaged over their (kept) tokens.
+        flat column ``offset[b] + t``; columns are averaged over their (kept) tokens, or (``"rows"``)
+        the token of row ``f`` fills the ``f``-th ``D`` slice of its column.
         """
         if not self.has_frame_head:
             raise RuntimeError("this ElasticAST has no frame head; build it with frame_head=True")
@@ -277,10 +290,15 @@ class ElasticAST(nn.Module):
         seg, t, x = info.segment_ids[:n_real], coords[:n_real, 1], tokens[:n_real]
         flat = torch.tensor(offsets, device=dev)[seg] + t  # [N] flat column ids
         total = sum(cols)
-        sums = x.new_zeros(total, x.shape[-1]).index_add_(0, flat, x)
-        counts = x.new_zeros(total).index_add_(0, flat, torch.ones_like(flat, dtype=x.dtype))
-        col_feat = sums / counts.clamp_min(1)[:, None]  # [sum T'_i, D]
-        col_logits = self.frame_fc(self.frame_norm(col_feat))  # [sum T'_i, C]
+        if self.frame_pool == "rows":
+            rows, z = self.freq_rows, self.frame_norm(x)
+            slots = z.new_zeros(total * rows, z.shape[-1]).index_add_(0, flat * rows + coords[:n_real, 0], z)
+            col_logits = self.frame_fc(slots.view(total, rows * z.shape[-1]))  # [sum T'_i, C]
+        else:
+            sums = x.new_zeros(total, x.shape[-1]).index_add_(0, flat, x)
+            counts = x.new_zeros(total).index_add_(0, flat, torch.ones_like(flat, dtype=x.dtype))
+            col_feat = sums / counts.clamp_min(1)[:, None]  # [sum T'_i, D]
+            col_logits = self.frame_fc(self.frame_norm(col_feat))  # [sum T'_i, C]
         clip_of_col = torch.repeat_interleave(torch.arange(num_clips), torch.tensor(cols)).to(dev)
         t_of_col = torch.cat([torch.arange(c) for c in cols]).to(dev)
         out = col_logits.new_full((num_clips * t_max, col_logits.shape[-1]), self.FRAME_PAD)

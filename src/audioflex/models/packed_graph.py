@@ -80,7 +80,7 @@ class PackedGraph(nn.Module):
         clip_logits = m.head(m.head_norm(emb))
         if not m.has_frame_head:
             return clip_logits, emb
-        return clip_logits, emb, self._frames(x, coords[:, 1].long(), seg, grid_sizes.long()[:, 1])
+        return clip_logits, emb, self._frames(x, coords.long(), seg, grid_sizes.long()[:, 1])
 
     def _mean_pool(self, x: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
         w = member.to(x.dtype)
@@ -99,14 +99,22 @@ class PackedGraph(nn.Module):
         pooled = torch.einsum("bnh,nhd->bhd", w, v)
         return pool.proj(pooled.reshape(-1, d))
 
-    def _frames(self, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Frame logits ``[B, T'_max, C]``: column means of the tokens, then the frame head."""
+    def _frames(self, x: torch.Tensor, coords: torch.Tensor, seg: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Frame logits ``[B, T'_max, C]`` from tokens ``[N, D]`` at ``coords [N, 2]`` (row, column):
+        the frame head on column means (``frame_pool="mean"``) or on the rows side by side."""
         m = self.model
         b = cols.shape[0]
         t_max = cols.max()
-        slots = torch.arange(b * t_max, device=x.device)  # clip * T'_max + column
-        onehot = (slots[:, None] == (seg * t_max + t)[None, :]).to(x.dtype)  # [B * T'_max, N]
-        col = (onehot @ x) / onehot.sum(1, keepdim=True).clamp(min=1)
-        logits = m.frame_fc(m.frame_norm(col)).view(b, -1, m.num_classes)
+        column = seg * t_max + coords[:, 1]  # clip * T'_max + column
+        if m.frame_pool == "rows":
+            rows = m.freq_rows
+            slots = torch.arange(b * t_max * rows, device=x.device)
+            onehot = (slots[:, None] == (column * rows + coords[:, 0])[None, :]).to(x.dtype)  # [B*T'*R, N]
+            logits = m.frame_fc((onehot @ m.frame_norm(x)).view(b * t_max, -1)).view(b, -1, m.num_classes)
+        else:
+            slots = torch.arange(b * t_max, device=x.device)
+            onehot = (slots[:, None] == column[None, :]).to(x.dtype)  # [B * T'_max, N]
+            col = (onehot @ x) / onehot.sum(1, keepdim=True).clamp(min=1)
+            logits = m.frame_fc(m.frame_norm(col)).view(b, -1, m.num_classes)
         valid = torch.arange(logits.shape[1], device=x.device)[None, :] < cols[:, None]  # [B, T'_max]
         return logits.masked_fill(~valid[..., None], m.FRAME_PAD)
