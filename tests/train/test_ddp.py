@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import socket
 import sys
@@ -35,6 +36,8 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
+    """One DDP rank: ``train(cfg)`` joined over ``127.0.0.1:port``."""
+    faulthandler.enable(all_threads=True)  # a rank that aborts in C++ shows where it was
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)

@@ -21,6 +21,7 @@ from audioflex.data.shards import ShardStream, read_shard_info, write_shards
 from audioflex.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_ddp import _free_port, _worker  # noqa: E402
 from test_train import tiny_config, write_dataset  # noqa: E402
 
 
@@ -140,31 +141,13 @@ def test_two_ranks_stream_disjoint_clips(data: tuple[Path, Path], packed: bool) 
     assert r0 == _rank_batches(shards, 0, packed)  # deterministic for (seed, epoch, rank)
 
 
-def _ddp_worker(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
-    import faulthandler
-    import os
-    faulthandler.enable(all_threads=True)  # a rank that aborts in C++ shows where it was
-
-    torch.set_num_threads(1)
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
-    )
-    res = train(cfg)
-    assert res.steps == cfg["max_steps"]
-
-
 def test_two_gloo_ranks_train_from_shards(data: tuple[Path, Path], tmp_path: Path) -> None:
     """Under DDP each rank streams its own shards; epochs end together when one rank runs out."""
-    import socket
-
     import torch.multiprocessing as mp
 
     manifest, shards = data
     cfg = shard_config(manifest, shards, tmp_path / "ddp", max_steps=6, eval_every=0, save_every=3)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, cfg), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), cfg), nprocs=2, join=True)
     recs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert max(r["epoch"] for r in recs) >= 1 and recs[-1]["step"] == 6
     state = json.loads((tmp_path / "ddp" / "last" / "train_state.json").read_text())

@@ -164,6 +164,11 @@ class ElasticAST(nn.Module):
 
     FRAME_PAD = -1.0e4
 
+    @property
+    def freq_rows(self) -> int:
+        """Token rows per column (the frequency position table's length)."""
+        return int(self.pos_embed_freq.shape[0])
+
     def __init__(
         self,
         *,
@@ -212,7 +217,6 @@ class ElasticAST(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         self.has_frame_head = bool(frame_head)
         self.frame_pool = frame_pool
-        self.freq_rows = int(self.pos_embed_freq.shape[0])
         if self.has_frame_head:
             self.frame_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
             width = embed_dim * (self.freq_rows if frame_pool == "rows" else 1)
