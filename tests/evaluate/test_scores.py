@@ -123,3 +123,25 @@ def test_sed_imports_print_no_deprecation_warning():
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pkg_resources" not in out.stderr and "Warning" not in out.stderr, out.stderr
+
+
+def test_tuning_grid_is_in_seconds_whatever_the_hop():
+    """The median-filter and minimum-duration grid is seconds, the same for every model hop; the
+    report gives grid values; lengths that round to the same frames at a hop are tried once."""
+    from audioflex.evaluate import tuning
+
+    probs, ref, dur = synthetic(6, seed=3)
+    for k in (1, 4):  # the same activity at HOP and at HOP / 4 (each frame repeated)
+        frames = {f: FrameSet(np.repeat(p, k, axis=0), HOP / k, dur[f]) for f, p in probs.items()}
+        tuned = tune_postprocessing(frames, ref, LABELS, median_filter_s=(0.0, 0.3, 0.5), min_duration_s=(0.0, 0.2))
+        assert set(tuned["median_filter_s"].values()) <= {0.0, 0.3, 0.5}
+        assert set(tuned["min_duration_s"].values()) <= {0.0, 0.2}
+        assert tuned["validation_f1_macro"] > 0.5
+    # at a 0.16 s hop, 0.0 and 0.05 s are both "no filter" (one frame), 0.3 s is 2 frames -> 3 (odd)
+    assert tuning._distinct((0.0, 0.05, 0.3, 0.5), 0.16, tuning._median_steps) == [0.0, 0.3]
+    assert tuning._distinct((0.0, 0.05, 0.3, 0.5), 0.04, tuning._median_steps) == [0.0, 0.3, 0.5]
+    # minimum durations at 0.16 s steps: 0.1 and 0.16 s keep events of >= 1 step, 0.2 and 0.32 s of >= 2
+    assert tuning._distinct((0.0, 0.1, 0.16, 0.2, 0.32), 0.16, tuning._min_steps) == [0.0, 0.1, 0.2]
+    with pytest.raises(ValueError, match="seconds >= 0"):
+        tune_postprocessing({f: FrameSet(p, HOP, dur[f]) for f, p in probs.items()}, ref, LABELS,
+                            median_filter_s=(-0.1,))

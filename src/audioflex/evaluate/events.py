@@ -38,6 +38,7 @@ __all__ = [
     "events_by_file",
     "frames_to_events",
     "median_filter_frames",
+    "median_window",
     "read_events",
     "read_events_json",
     "read_events_tsv",
@@ -166,6 +167,13 @@ class PostProcessing:
         return None if isinstance(thr, list) else thr
 
 
+def median_window(seconds: float, frame_hop_s: float) -> int:
+    """Frames of the median filter for ``seconds`` at ``frame_hop_s``: ``round(seconds / hop)``,
+    made odd by adding one if even; 1 or less means no filter."""
+    n = int(round(seconds / frame_hop_s))
+    return n + 1 if n > 1 and n % 2 == 0 else n
+
+
 def median_filter_frames(active: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     """Median-filter each class of ``active [T, C]`` over time with its own window (frames; odd,
     ``<= 1`` means no filtering). Edges repeat the first/last frame."""
@@ -229,12 +237,7 @@ def frames_to_events(
         )
     thr, med, min_dur, gap = (post or PostProcessing()).per_class(labels)
 
-    active = p >= thr[None, :]
-    sizes = []
-    for s in med:
-        n = int(round(s / frame_hop_s))
-        sizes.append(n + 1 if n > 1 and n % 2 == 0 else n)
-    active = median_filter_frames(active, sizes)
+    active = median_filter_frames(p >= thr[None, :], [median_window(s, frame_hop_s) for s in med])
 
     events: list[Event] = []
     for c, label in enumerate(labels):

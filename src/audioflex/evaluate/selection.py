@@ -49,8 +49,8 @@ __all__ = ["SELECTION_GRID", "SELECT_METRICS", "sed_validation_metrics", "select
 
 SELECTION_GRID: dict[str, tuple[float, ...] | tuple[int, ...]] = {
     "thresholds": tuple(round(0.1 * k, 1) for k in range(1, 10)),
-    "median_steps": (1, 3, 5),
-    "min_steps": (0, 2),
+    "median_filter_s": (0.0, 0.3, 0.5),
+    "min_duration_s": (0.0, 0.2),
 }
 SELECT_METRICS = ("onset_f1", "psds1", "event_f1", "frame_mAP", "mAP")
 

@@ -7,12 +7,18 @@ all classes), the one with the best event-based F1 (collar matching as ``sed_eva
 onset only). The chosen values are then applied to the test split by the caller
 (:func:`~audioflex.evaluate.events.frames_to_events`).
 
+The grid is in seconds, the same for every model: a model with 0.04 s steps and one with 0.32 s
+steps choose from the same median-filter and minimum-duration lengths (each rounded to the
+model's steps by :func:`~audioflex.evaluate.events.frames_to_events`; lengths that round to the
+same filter are tried once).
+
 Matching here is a maximum bipartite matching per file and class (what ``sed_eval``'s optimal
 matching counts), in plain Python: tuning runs thousands of settings, too many for ``sed_eval``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from audioflex.data.records import Event
-from audioflex.evaluate.events import PostProcessing, frames_to_events
+from audioflex.evaluate.events import PostProcessing, frames_to_events, median_window
 
-__all__ = ["DEFAULT_THRESHOLDS", "FrameSet", "collar_counts", "tune_postprocessing"]
+__all__ = ["DEFAULT_MEDIAN_S", "DEFAULT_MIN_DURATION_S", "DEFAULT_THRESHOLDS", "FrameSet", "collar_counts",
+           "tune_postprocessing"]
 
 DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.96, 0.05))
-DEFAULT_MEDIAN_STEPS = (1, 3, 5, 7)  # median filter lengths in timeline steps (1 = none)
-DEFAULT_MIN_STEPS = (0, 2, 3, 5)  # minimum event durations in timeline steps
+DEFAULT_MEDIAN_S = (0.0, 0.3, 0.5, 0.7, 1.0)  # median filter lengths in seconds (0 = none)
+DEFAULT_MIN_DURATION_S = (0.0, 0.2, 0.3, 0.5)  # minimum event durations in seconds
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,26 @@ def _f1(tp: int, n_ref: int, n_est: int) -> float:
     return 2.0 * tp / (n_ref + n_est) if n_ref + n_est else 0.0
 
 
+def _median_steps(seconds: float, hop_s: float) -> int:
+    return max(1, median_window(seconds, hop_s))  # 0 and 1: no filter
+
+
+def _min_steps(seconds: float, hop_s: float) -> int:
+    """The shortest event (frames) that survives ``min_duration_s = seconds`` at ``hop_s``."""
+    return max(0, math.ceil(seconds / hop_s - 1e-6))
+
+
+def _distinct(values: Sequence[float], hop_s: float, steps: Any) -> list[float]:
+    """The first of each group of ``values`` (seconds, >= 0) that ``steps(value, hop_s)`` maps to
+    the same number of frames."""
+    seen: dict[int, float] = {}
+    for v in values:
+        if not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"tune_postprocessing: grid lengths must be seconds >= 0, got {v}")
+        seen.setdefault(steps(float(v), hop_s), float(v))
+    return list(seen.values())
+
+
 def tune_postprocessing(
     frames: Mapping[str, FrameSet],
     reference: Mapping[str, Sequence[Event]],
@@ -92,8 +119,8 @@ def tune_postprocessing(
     per_class: bool = True,
     onset_only: bool = False,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    median_steps: Sequence[int] = DEFAULT_MEDIAN_STEPS,
-    min_steps: Sequence[int] = DEFAULT_MIN_STEPS,
+    median_filter_s: Sequence[float] = DEFAULT_MEDIAN_S,
+    min_duration_s: Sequence[float] = DEFAULT_MIN_DURATION_S,
     t_collar: float = 0.2,
     percentage_of_length: float = 0.2,
 ) -> dict[str, Any]:
@@ -104,8 +131,8 @@ def tune_postprocessing(
         labels: the classes (columns of ``probs``).
         per_class: tune each class on its own (else one setting maximising the macro F1).
         onset_only: score onsets only (else onset and offset).
-        thresholds, median_steps, min_steps: the grid (median and minimum duration in steps of
-            each file's ``hop_s``).
+        thresholds, median_filter_s, min_duration_s: the grid (median filter and minimum duration
+            in seconds, rounded to the files' ``hop_s`` as ``frames_to_events`` does).
 
     Returns:
         ``thresholds``, ``median_filter_s``, ``min_duration_s`` (``{label: value}``, ready for
@@ -118,15 +145,15 @@ def tune_postprocessing(
     if len(hops) != 1:
         raise ValueError(f"tune_postprocessing: files have different frame hops {sorted(hops)}")
     hop = hops.pop()
-    combos = [(m, d) for m in median_steps for d in min_steps]
-    # table[c][(m, d, t)] = (tp, n_ref, n_est)
-    table: list[dict[tuple[int, int, float], tuple[int, int, int]]] = [{} for _ in labels]
+    combos = [(m, d) for m in _distinct(median_filter_s, hop, _median_steps)
+              for d in _distinct(min_duration_s, hop, _min_steps)]
+    # table[c][(m, d, t)] = (tp, n_ref, n_est), m and d in seconds
+    table: list[dict[tuple[float, float, float], tuple[int, int, int]]] = [{} for _ in labels]
     for c, label in enumerate(labels):
         ref = {k: [e for e in reference.get(k, ()) if e.label == label] for k in frames}
         for m, d in combos:
             for t in thresholds:
-                post = PostProcessing(thresholds=float(t), median_filter_s=m * hop if m > 1 else 0.0,
-                                      min_duration_s=d * hop)
+                post = PostProcessing(thresholds=float(t), median_filter_s=m, min_duration_s=d)
                 est = {k: frames_to_events(f.probs[:, [c]], f.hop_s, [label], post, duration_s=f.duration_s)
                        for k, f in frames.items()}
                 table[c][(m, d, t)] = collar_counts(ref, est, label, t_collar=t_collar,
@@ -140,8 +167,8 @@ def tune_postprocessing(
     f1 = {lab: _f1(*table[c][best[c]]) for c, lab in enumerate(labels)}
     return {
         "thresholds": {lab: float(best[c][2]) for c, lab in enumerate(labels)},
-        "median_filter_s": {lab: round(best[c][0] * hop, 6) if best[c][0] > 1 else 0.0 for c, lab in enumerate(labels)},
-        "min_duration_s": {lab: round(best[c][1] * hop, 6) for c, lab in enumerate(labels)},
+        "median_filter_s": {lab: float(best[c][0]) for c, lab in enumerate(labels)},
+        "min_duration_s": {lab: float(best[c][1]) for c, lab in enumerate(labels)},
         "validation_f1": f1,
         "validation_f1_macro": float(np.mean(list(f1.values()))) if f1 else float("nan"),
         "criterion": ("onset" if onset_only else "onset+offset") + f" event F1, collar {t_collar:g} s",
