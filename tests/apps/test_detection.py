@@ -265,6 +265,31 @@ def test_elastic_detect_any_length_and_pipeline():
     assert torch.allclose(ps.probs, fs.probs, atol=1e-6) and ps.labels == ["a", "b", "c", "d"]
 
 
+def test_elastic_frame_substeps_detect_on_a_finer_timeline():
+    """frame_substeps=2: the timeline has one step per 8 frames (0.08 s), windows are whole columns,
+    a window alone equals the same window in the file, and events land on 0.08 s steps."""
+    model, fe = tiny_elastic(frame_substeps=2), tiny_kaldi()
+    wave = noise(3.3, 16000, seed=6)
+    plan = plan_windows(model, fe, hop=0.25)
+    assert plan.step_samples == 8 * 160 and plan.window_samples == 128 * 160 and plan.hop_steps == 4
+    assert plan_windows(model, fe, window_s=1.0).window_frames == 96  # 6.25 columns -> 6 whole columns
+    fs = frame_scores(model, fe, wave, hop=0.25)
+    assert fs.frame_hop_s == pytest.approx(0.08)
+    with torch.no_grad():
+        total_frames = int(fe(wave[None])[1])
+    assert fs.probs.shape == (math.ceil(total_frames / 8), 4)
+    ws = list(iter_window_scores(model, fe, wave, plan=plan, batch_size=3))[1]  # starts mid-way (0.64 s)
+    piece = wave[ws.index * plan.hop_samples :][: plan.window_samples]
+    with torch.no_grad():
+        spec, frames = fe(piece[None])
+        alone = model(collate_packed([spec[0, :, : int(frames)]], pad_value=fe.config.pad_value))
+    assert alone.frame_logits.shape[1] == ws.frame_probs.shape[0] == 16
+    assert (torch.sigmoid(alone.frame_logits[0]) - ws.frame_probs).abs().max() < 1e-5
+    post = PostProcessing(thresholds=float(fs.probs.median()))
+    events = Pipeline(model, fe, labels=["a", "b", "c", "d"]).detect(wave, post)
+    assert events and all(abs(e.onset / 0.08 - round(e.onset / 0.08)) < 1e-6 for e in events)
+
+
 # ------------------------------------------------------------------------------- losses
 def test_frame_bce_mask_and_sed_loss_mixing():
     torch.manual_seed(0)

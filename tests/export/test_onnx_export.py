@@ -172,3 +172,21 @@ def test_bad_file_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not onnx")
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         load_onnx(bad)
+
+
+def test_elastic_frame_substeps_export(tmp_path):
+    """frame_substeps=4 (four frame steps per column) exports; the bundle reports the finer hop."""
+    torch.manual_seed(0)
+    kw = {"depth": 2, "max_time_patches": 4, "frame_head": True, "frame_substeps": 4}
+    model = create_model("elastic_ast_tiny", num_classes=len(LABELS), **kw).eval()
+    bundle = load_onnx(export_onnx(model, tmp_path / "sub4.onnx", frontend=KaldiFbankConfig(), labels=LABELS,
+                                   model_name="elastic_ast_tiny"))
+    assert bundle.model.contract == model.contract and bundle.model.contract.frame_step_frames == 4
+    gen = torch.Generator().manual_seed(4)
+    batch = collate_packed([torch.randn(128, t, generator=gen) for t in (100, 7, 64)], frame_shift_ms=[10.0] * 3)
+    with torch.no_grad():
+        want = model(batch)
+    got = bundle.model(batch)
+    assert got.frame_logits.shape == want.frame_logits.shape == (3, 4 * 7, len(LABELS))
+    _close(got.frame_logits, want.frame_logits, "elastic frame_substeps frame_logits")
+    assert got.frame_hop_s == pytest.approx(want.frame_hop_s) == pytest.approx(0.04)

@@ -187,3 +187,43 @@ def test_rows_frame_head_gives_each_frequency_row_its_weights():
     assert (grad.abs().sum(dim=(0, 2)) > 0).all()
     with pytest.raises(ValueError, match="frame_pool"):
         ElasticAST(**TINY, frame_head=True, frame_pool="max")
+
+
+@pytest.mark.parametrize("frame_pool", ["mean", "rows"])
+def test_frame_substeps_give_finer_frame_steps(frame_pool):
+    """frame_substeps=K: each column gives K steps of C logits ([B, K * T'_max, C]), column t step k
+    at t * K + k; packed == alone; the tensor-only graph agrees; the contract's step is patch / K."""
+    k = 4
+    model = tiny_elastic(frame_head=True, frame_pool=frame_pool, frame_substeps=k)
+    assert model.frame_fc.out_features == 5 * k
+    assert model.contract.frame_step_frames == model.patch_size // k
+    specs = random_specs(3, 7, lo=17, hi=200)
+    batch = collate_packed(specs, frame_shift_ms=[10.0] * 3)
+    cols = [g[1] for g in batch.grid_sizes]
+    with torch.no_grad():
+        out = model(batch)
+        tokens, _, _ = model.forward_features(batch)
+    assert out.frame_logits.shape == (3, k * max(cols), 5)
+    assert out.frame_hop_s == pytest.approx(model.patch_size / k * 0.010)
+    if frame_pool == "mean":  # column 1 of clip 0: the head's K*C outputs, read as K steps of C
+        n0 = batch.info.lengths[0]
+        in_col = batch.coords[:n0, 1] == 1
+        with torch.no_grad():
+            ref = model.frame_fc(model.frame_norm(tokens[:n0][in_col].mean(0))).view(k, 5)
+        assert torch.allclose(ref, out.frame_logits[0, k : 2 * k], atol=1e-5)
+    for i, (s, c) in enumerate(zip(specs, cols)):
+        with torch.no_grad():
+            alone = model(collate_packed([s])).frame_logits[0]
+        assert alone.shape == (k * c, 5)
+        assert (alone - out.frame_logits[i, : k * c]).abs().max() <= 1e-5
+        assert (out.frame_logits[i, k * c :] == model.FRAME_PAD).all()  # padding past the clip's columns
+    with torch.no_grad():
+        sizes = torch.tensor(batch.grid_sizes)
+        graph = model.packed_graph()(batch.patches, batch.coords, batch.info.segment_ids, sizes)
+    assert torch.allclose(graph[2], out.frame_logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 32, 2.0])
+def test_frame_substeps_must_divide_the_patch(bad):
+    with pytest.raises(ValueError, match="frame_substeps"):
+        ElasticAST(**TINY, frame_head=True, frame_substeps=bad)

@@ -129,10 +129,12 @@ def _train_and_check(cfg: dict[str, Any], model_name: str, kwargs: dict[str, Any
     tsv = Path(cfg["data"]["train"]["path"])
     data = read_dataset(tsv, kind="strong", audio_dir=tsv.parent / "audio")
     model = ck.model
+    c = model.contract
     spec = FrameTargetSpec(
         tuple(data.labels.names),
-        step_frames=model.patch_size if packed else model.step_frames,
-        num_steps=None if packed else model.num_steps,
+        step_frames=c.frame_step_frames,
+        num_steps=c.frame_steps,
+        column_frames=c.column_frames if packed else None,
     )
     ds = SpectrogramDataset(
         WaveformDataset(data.records, data.labels, sample_rate=ck.frontend.config.sample_rate),
@@ -154,13 +156,16 @@ def test_htsat_strong_label_training(desed: Path, tmp_path: Path) -> None:
     _train_and_check(cfg, "htsat_mini", HTSAT_KW, packed=False)
 
 
-def test_elastic_ast_frame_head_strong_label_training(desed: Path, tmp_path: Path) -> None:
-    model = {"name": "elastic_ast_tiny", "kwargs": ELASTIC_KW}
+@pytest.mark.parametrize("substeps", [1, 2])
+def test_elastic_ast_frame_head_strong_label_training(desed: Path, tmp_path: Path, substeps: int) -> None:
+    """The frame head learns the events, with one step per column or (frame_substeps=2) two."""
+    kw = {**ELASTIC_KW, "frame_substeps": substeps}
+    model = {"name": "elastic_ast_tiny", "kwargs": kw}
     cfg = _cfg(desed, tmp_path / "east", model, {"num_mel_bins": 32}, max_steps=30)
     cfg["data"]["random_crop_frames"] = [96, 200]  # frame targets must follow the crops
     cfg["augment"] = {"frame_shifts_ms": [10, 12], "overlay_prob": 0.5}  # event overlay: targets follow the excerpts
     cfg["sed"]["weak_frame_loss"] = True
-    _train_and_check(cfg, "elastic_ast_tiny", ELASTIC_KW, packed=True)
+    _train_and_check(cfg, "elastic_ast_tiny", kw, packed=True)
 
 
 def test_frame_targets_follow_crops_and_shifts(desed: Path) -> None:
@@ -246,3 +251,35 @@ def test_strong_clip_target_is_what_the_crop_holds() -> None:
     wrong = sed_loss(out, record_labels, frames, valid_mask=batch.frame_mask, frame_weight=0.5, reduction="none")
     assert torch.allclose(got[0], seen[0]) and not torch.allclose(got[0], wrong[0])
     assert got[1] == weak_loss[1]
+
+
+def test_frame_targets_with_substeps_cover_whole_columns(desed: Path) -> None:
+    """step_frames=4 within 16-frame columns: targets fill every step of the clip's columns (the
+    model gives logits for all of them), frame_valid counts the steps inside the clip, and each
+    step's target is the events over its own 4 frames."""
+    from audioflex.audio.frontend.kaldi import KaldiFbankConfig
+
+    data = read_dataset(desed, kind="strong", audio_dir=desed.parent / "audio")
+    waves = WaveformDataset(data.records, data.labels, sample_rate=SR, train=True, max_seconds=2.0, seed=1)
+    spec = FrameTargetSpec(("beep", "buzz"), step_frames=4, column_frames=16)
+    ds = SpectrogramDataset(waves, KaldiFbankConfig(num_mel_bins=32), random_crop_frames=[37, 150], max_tokens=400,
+                            frame_targets=spec)
+    items = [ds[i] for i in range(10)]
+    for i, (x, _, meta) in enumerate(items):
+        frames, hop = x.shape[1], meta["frame_shift_ms"] / 1000
+        cols = math.ceil(frames / 16)
+        target = meta["frame_target"]
+        assert target.shape == (4 * cols, 2) and meta["frame_valid"] == math.ceil(frames / 4)
+        start = meta["offset_s"] + meta["crop_start"] * hop
+        for t in range(meta["frame_valid"]):
+            lo, hi = start + t * 4 * hop, start + (t + 1) * 4 * hop
+            for c, name in enumerate(("beep", "buzz")):
+                on = any(e.label == name and e.onset < hi and e.offset > lo for e in data.records[i].events)
+                assert bool(target[t, c]) == on, (i, t, name)
+    batch = TrainCollator(packed=True).build(items)
+    cols = [g[1] for g in batch.inputs.grid_sizes]
+    assert batch.frame_targets.shape[1] == 4 * max(cols)
+    assert batch.frame_mask.sum(1).tolist() == [math.ceil(x.shape[1] / 4) for x, _, _ in items]
+    from audioflex.train.losses import packed_frame_mask
+
+    assert packed_frame_mask(batch.inputs, steps_per_column=4).sum(1).tolist() == [4 * c for c in cols]

@@ -75,8 +75,11 @@ class FrameTargetSpec:
     """How strong labels become frame targets for a model's frame-wise output.
 
     ``step_frames``: front-end frames per output step (HTS-AT: 32 = 0.32 s at 10 ms; ElasticAST:
-    the patch size, one step per patch column = 16 frame shifts). ``num_steps``: steps of every
-    clip (HTS-AT: 32 over its 1024-frame window) or None (one per column of the clip: ElasticAST).
+    the patch size over its ``frame_substeps``, 16 frame shifts by default). ``num_steps``: steps of
+    every clip (HTS-AT: 32 over its 1024-frame window) or None (as many as the clip's columns hold:
+    ElasticAST). ``column_frames``: with ``num_steps=None``, targets cover whole columns of this many
+    frames (a packed model gives logits for every step of a clip's last, partly filled column; the
+    steps past the clip's end are padding, outside ``frame_valid``); None: exactly the valid steps.
     ``rule``: ``any`` (a step is active if an event overlaps it) or ``half`` (by >= half a step).
     """
 
@@ -84,6 +87,7 @@ class FrameTargetSpec:
     step_frames: int
     num_steps: int | None = None
     rule: str = "any"
+    column_frames: int | None = None
 
 
 def is_strong(record: ClipRecord) -> bool:
@@ -100,10 +104,13 @@ def clip_frame_targets(
 
     ``frames``: the clip's valid front-end frames, the first at ``offset_s`` seconds of the
     record's audio; ``hop_s``: the front end's frame hop. ``S`` is ``spec.num_steps`` or, when
-    that is None, one step per ``spec.step_frames`` frames.
+    that is None, one step per ``spec.step_frames`` frames (of whole ``spec.column_frames`` columns
+    when set).
     """
     valid = max(1, math.ceil(frames / spec.step_frames))
     steps = spec.num_steps if spec.num_steps is not None else valid
+    if spec.num_steps is None and spec.column_frames is not None:
+        steps = max(1, math.ceil(frames / spec.column_frames)) * spec.column_frames // spec.step_frames
     valid = min(valid, steps)
     strong = record is not None and is_strong(record)
     if strong:

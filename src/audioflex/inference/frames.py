@@ -111,7 +111,7 @@ def _score_windows(
         specs = [spec[i, :, : max(1, f)] for i, f in enumerate(frames_list)]
         shift_ms = 1000.0 * frontend.hop_s
         batch = collate_packed(
-            specs, patch=plan.step_frames, frame_shift_ms=[shift_ms] * len(specs), pad_value=frontend.config.pad_value
+            specs, patch=plan.column_frames, frame_shift_ms=[shift_ms] * len(specs), pad_value=frontend.config.pad_value
         )
         out: AudioOutput = model(batch.to(device))
     else:
@@ -179,7 +179,8 @@ class FrameScores:
 
     Attributes:
         probs: ``[T', C]`` float32 probabilities; step ``t`` covers ``[t, t + 1) * frame_hop_s``.
-        frame_hop_s: seconds per step (0.32 for HTS-AT; 16 frame shifts for ElasticAST).
+        frame_hop_s: seconds per step (0.32 for HTS-AT; ``patch_size / frame_substeps`` frame
+            shifts for ElasticAST, 16 by default).
         clip: ``[C]`` aggregated clip probabilities.
         duration_s: input duration in seconds.
         labels: class names (``C``).

@@ -36,10 +36,11 @@ class WindowPlan:
         window_samples: samples per window.
         hop_samples: samples between window starts (a multiple of ``step_samples``).
         step_samples: samples per timeline step (``step_frames`` front-end frames).
-        step_frames: front-end frames per timeline step (32 for HTS-AT, the patch size for
-            ElasticAST).
+        step_frames: front-end frames per timeline step (32 for HTS-AT, the patch size over its
+            ``frame_substeps`` for ElasticAST).
         window_frames: the longest spectrogram the model takes (windows are cropped to it).
         packed: True for packed models (ElasticAST), False for fixed-window models (HTS-AT).
+        column_frames: frames per token column of a packed model (its patch size; 1 for grid models).
     """
 
     sample_rate: int
@@ -49,6 +50,7 @@ class WindowPlan:
     step_frames: int
     window_frames: int
     packed: bool
+    column_frames: int = 1
 
     @property
     def frame_hop_s(self) -> float:
@@ -105,7 +107,8 @@ def plan_windows(
         if window_s is not None:
             if window_s <= 0:
                 raise ValueError(f"window_s must be positive, got {window_s}")
-            window_frames = max(1, round(window_s * sr / per_frame / step_frames)) * step_frames
+            col = c.column_frames
+            window_frames = max(1, round(window_s * sr / per_frame / col)) * col
         else:
             window_frames = c.native_frames
     else:
@@ -138,6 +141,7 @@ def plan_windows(
         step_frames=step_frames,
         window_frames=window_frames,
         packed=packed,
+        column_frames=c.column_frames,
     )
 
 

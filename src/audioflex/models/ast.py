@@ -154,9 +154,12 @@ class ElasticAST(nn.Module):
     then ``LayerNorm -> Linear(D, C)``; ``"rows"`` normalises each token (``LayerNorm``), sets the
     ``R`` rows side by side (a dropped token's row is zeros) and applies ``Linear(R * D, C)``, so
     each frequency row has its own weights (as HTS-AT's token-semantic head and CRNNs keep
-    frequency). The clip logits still come from the pooling head. One column spans ``patch_size``
-    front-end frames; the model does not know the front end's frame shift, so ``frame_hop_s`` is
-    ``patch_size * shift`` only when the batch carries ``frame_shift_ms`` (one value for all
+    frequency). The clip logits still come from the pooling head. ``frame_substeps = K`` gives
+    each column ``K`` frame steps (the head's ``Linear`` has ``K * C`` outputs, read as ``K``
+    consecutive steps of ``C`` logits), so ``frame_logits`` is ``[B, K * T'_max, C]`` with one step
+    per ``patch_size / K`` front-end frames (``K = 4``: 40 ms at 10 ms shift instead of 160 ms).
+    The model does not know the front end's frame shift, so ``frame_hop_s`` is
+    ``patch_size / K * shift`` only when the batch carries ``frame_shift_ms`` (one value for all
     clips), else None (inference code sets it).
     Train the frame head from clip labels (pooled frame logits) or strong labels with
     ``audioflex.train.losses.sed_loss``.
@@ -189,12 +192,18 @@ class ElasticAST(nn.Module):
         backend: str = "auto",
         frame_head: bool = False,
         frame_pool: str = "mean",
+        frame_substeps: int = 1,
     ) -> None:
         super().__init__()
         if pool not in ("attn", "mean"):
             raise ValueError(f"pool must be 'attn' or 'mean', got {pool!r}")
         if frame_pool not in FRAME_POOLS:
             raise ValueError(f"frame_pool must be one of {', '.join(FRAME_POOLS)}, got {frame_pool!r}")
+        if not (isinstance(frame_substeps, int) and frame_substeps >= 1 and patch_size % frame_substeps == 0):
+            raise ValueError(
+                f"frame_substeps must be a whole divisor of patch_size={patch_size} (1, 2, 4, ...), "
+                f"got {frame_substeps!r}"
+            )
         if not 0.0 <= token_drop < 1.0:
             raise ValueError(f"token_drop must be in [0, 1), got {token_drop}")
         self.num_classes = num_classes
@@ -217,10 +226,11 @@ class ElasticAST(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         self.has_frame_head = bool(frame_head)
         self.frame_pool = frame_pool
+        self.frame_substeps = frame_substeps
         if self.has_frame_head:
             self.frame_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
             width = embed_dim * (self.freq_rows if frame_pool == "rows" else 1)
-            self.frame_fc = nn.Linear(width, num_classes)
+            self.frame_fc = nn.Linear(width, num_classes * frame_substeps)
         self.apply(init_xavier_weights)
         if self.pool is not None:
             self.pool.reset_parameters()
@@ -275,7 +285,8 @@ class ElasticAST(nn.Module):
         self, tokens: torch.Tensor, coords: torch.Tensor, info: SeqInfo, grid_sizes: Sequence[tuple[int, int]]
     ) -> torch.Tensor:
         """Token-semantic frame head: normed tokens ``[N, D]`` with their coords ``[N, 2]`` ->
-        frame logits ``[B, T'_max, C]`` (:attr:`FRAME_PAD` past each clip's last column).
+        frame logits ``[B, K * T'_max, C]`` (``K = frame_substeps`` steps per column;
+        :attr:`FRAME_PAD` past each clip's last column).
 
         Index ops only (no host syncs): a token of clip ``b`` at time column ``t`` goes to the
         flat column ``offset[b] + t``; columns are averaged over their (kept) tokens, or (``"rows"``)
@@ -297,17 +308,17 @@ class ElasticAST(nn.Module):
         if self.frame_pool == "rows":
             rows, z = self.freq_rows, self.frame_norm(x)
             slots = z.new_zeros(total * rows, z.shape[-1]).index_add_(0, flat * rows + coords[:n_real, 0], z)
-            col_logits = self.frame_fc(slots.view(total, rows * z.shape[-1]))  # [sum T'_i, C]
+            col_logits = self.frame_fc(slots.view(total, rows * z.shape[-1]))  # [sum T'_i, K * C]
         else:
             sums = x.new_zeros(total, x.shape[-1]).index_add_(0, flat, x)
             counts = x.new_zeros(total).index_add_(0, flat, torch.ones_like(flat, dtype=x.dtype))
             col_feat = sums / counts.clamp_min(1)[:, None]  # [sum T'_i, D]
-            col_logits = self.frame_fc(self.frame_norm(col_feat))  # [sum T'_i, C]
+            col_logits = self.frame_fc(self.frame_norm(col_feat))  # [sum T'_i, K * C]
         clip_of_col = torch.repeat_interleave(torch.arange(num_clips), torch.tensor(cols)).to(dev)
         t_of_col = torch.cat([torch.arange(c) for c in cols]).to(dev)
         out = col_logits.new_full((num_clips * t_max, col_logits.shape[-1]), self.FRAME_PAD)
         out = out.index_copy(0, clip_of_col * t_max + t_of_col, col_logits)
-        return out.view(num_clips, t_max, -1)
+        return out.view(num_clips, t_max * self.frame_substeps, self.num_classes)  # column t, step k -> t * K + k
 
     def forward_head(self, tokens: torch.Tensor, info: SeqInfo, num_clips: int) -> AudioOutput:
         """Normed tokens ``[N_total, D]`` -> ``AudioOutput`` (``clip_logits [B, C]``, pooled
@@ -320,14 +331,14 @@ class ElasticAST(nn.Module):
 
     def forward(self, batch: PackedBatch, return_layers: Sequence[int] = ()) -> AudioOutput:
         """``PackedBatch`` -> ``AudioOutput`` (``clip_logits [B, C]``, ``embedding [B, D]``; with
-        the frame head also ``frame_logits [B, T'_max, C]``)."""
+        the frame head also ``frame_logits [B, K * T'_max, C]``, ``K = frame_substeps``)."""
         tokens, coords, info, hidden = self._encode(batch, return_layers)
         out = dataclasses.replace(self.forward_head(tokens, info, batch.num_clips), hidden_states=hidden)
         if not self.has_frame_head:
             return out
         frames = self.forward_frames(tokens, coords, info, batch.grid_sizes)
         shifts = set(batch.frame_shift_ms or ())
-        hop = self.patch_size * shifts.pop() / 1000.0 if len(shifts) == 1 else None
+        hop = self.contract.frame_step_frames * shifts.pop() / 1000.0 if len(shifts) == 1 else None
         return dataclasses.replace(out, frame_logits=frames, frame_hop_s=hop)
 
     def pool_hidden(
@@ -359,7 +370,7 @@ class ElasticAST(nn.Module):
             input_frames=None,
             native_frames=table * self.patch_size,
             column_frames=self.patch_size,
-            frame_step_frames=self.patch_size if self.has_frame_head else None,
+            frame_step_frames=self.patch_size // self.frame_substeps if self.has_frame_head else None,
             num_blocks=len(self.blocks),
         )
 

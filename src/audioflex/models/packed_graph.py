@@ -100,8 +100,9 @@ class PackedGraph(nn.Module):
         return pool.proj(pooled.reshape(-1, d))
 
     def _frames(self, x: torch.Tensor, coords: torch.Tensor, seg: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Frame logits ``[B, T'_max, C]`` from tokens ``[N, D]`` at ``coords [N, 2]`` (row, column):
-        the frame head on column means (``frame_pool="mean"``) or on the rows side by side."""
+        """Frame logits ``[B, K * T'_max, C]`` from tokens ``[N, D]`` at ``coords [N, 2]`` (row, column):
+        the frame head on column means (``frame_pool="mean"``) or on the rows side by side, ``K =
+        frame_substeps`` steps per column."""
         m = self.model
         b = cols.shape[0]
         t_max = cols.max()
@@ -110,11 +111,13 @@ class PackedGraph(nn.Module):
             rows = m.freq_rows
             slots = torch.arange(b * t_max * rows, device=x.device)
             onehot = (slots[:, None] == (column * rows + coords[:, 0])[None, :]).to(x.dtype)  # [B*T'*R, N]
-            logits = m.frame_fc((onehot @ m.frame_norm(x)).view(b * t_max, -1)).view(b, -1, m.num_classes)
+            logits = m.frame_fc((onehot @ m.frame_norm(x)).view(b * t_max, -1))  # [B * T'_max, K * C]
         else:
             slots = torch.arange(b * t_max, device=x.device)
             onehot = (slots[:, None] == column[None, :]).to(x.dtype)  # [B * T'_max, N]
             col = (onehot @ x) / onehot.sum(1, keepdim=True).clamp(min=1)
-            logits = m.frame_fc(m.frame_norm(col)).view(b, -1, m.num_classes)
-        valid = torch.arange(logits.shape[1], device=x.device)[None, :] < cols[:, None]  # [B, T'_max]
+            logits = m.frame_fc(m.frame_norm(col))  # [B * T'_max, K * C]
+        k = m.frame_substeps
+        logits = logits.view(b, -1, m.num_classes)  # [B, T'_max * K, C]: column t, step j -> t * K + j
+        valid = torch.arange(logits.shape[1], device=x.device)[None, :] < (cols * k)[:, None]  # [B, K * T'_max]
         return logits.masked_fill(~valid[..., None], m.FRAME_PAD)

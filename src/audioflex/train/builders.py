@@ -185,7 +185,8 @@ def frame_target_spec(
             "use HTS-AT or ElasticAST with frame_head=true"
         )
     return FrameTargetSpec(
-        tuple(labels.names), step_frames=contract.frame_step_frames, num_steps=contract.frame_steps, rule=sed.rule
+        tuple(labels.names), step_frames=contract.frame_step_frames, num_steps=contract.frame_steps, rule=sed.rule,
+        column_frames=contract.column_frames if contract.packed else None,
     )
 
 

@@ -86,10 +86,14 @@ def steps_valid_mask(frames: torch.Tensor, step_frames: int, num_steps: int) -> 
     return torch.arange(num_steps, device=frames.device)[None, :] < steps[:, None]
 
 
-def packed_frame_mask(batch: PackedBatch, device: torch.device | str | None = None) -> torch.Tensor:
-    """Valid columns ``[B, T'_max]`` (bool) of a ``PackedBatch``'s frame logits: a ``valid_mask``
-    for :func:`frame_bce` / :func:`sed_loss` of a packed model."""
-    cols = torch.tensor([g[1] for g in batch.grid_sizes])
+def packed_frame_mask(
+    batch: PackedBatch, device: torch.device | str | None = None, *, steps_per_column: int = 1
+) -> torch.Tensor:
+    """Steps of whole columns ``[B, K * T'_max]`` (bool) of a ``PackedBatch``'s frame logits, ``K =
+    steps_per_column`` (ElasticAST's ``frame_substeps``): a ``valid_mask`` for :func:`frame_bce` /
+    :func:`sed_loss` of a packed model (the steps of a last column past the clip's end count as
+    valid here; ``Batch.frame_mask`` excludes them)."""
+    cols = torch.tensor([g[1] for g in batch.grid_sizes]) * steps_per_column
     mask = torch.arange(int(cols.max()))[None, :] < cols[:, None]
     return mask.to(device if device is not None else batch.patches.device)
 

@@ -146,7 +146,7 @@ class TrainCollator:
             )
             if has_frames:
                 cols = [gs[1] for gs in pb.grid_sizes]
-                if [int(m["frame_valid"]) for m in metas] != cols:
+                if [max(1, -(-int(m["frames"]) // self.patch)) for m in metas] != cols:
                     raise RuntimeError(
                         "TrainCollator: frame targets do not match the packed columns (a clip was cropped in the "
                         "collator); give SpectrogramDataset the same max_tokens"
