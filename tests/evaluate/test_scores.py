@@ -129,6 +129,7 @@ def test_tuning_grid_is_in_seconds_whatever_the_hop():
     """The median-filter and minimum-duration grid is seconds, the same for every model hop; the
     report gives grid values; lengths that round to the same frames at a hop are tried once."""
     from audioflex.evaluate import tuning
+    from audioflex.evaluate.events import min_event_frames
 
     probs, ref, dur = synthetic(6, seed=3)
     for k in (1, 4):  # the same activity at HOP and at HOP / 4 (each frame repeated)
@@ -141,7 +142,7 @@ def test_tuning_grid_is_in_seconds_whatever_the_hop():
     assert tuning._distinct((0.0, 0.05, 0.3, 0.5), 0.16, tuning._median_steps) == [0.0, 0.3]
     assert tuning._distinct((0.0, 0.05, 0.3, 0.5), 0.04, tuning._median_steps) == [0.0, 0.3, 0.5]
     # minimum durations at 0.16 s steps: 0.1 and 0.16 s keep events of >= 1 step, 0.2 and 0.32 s of >= 2
-    assert tuning._distinct((0.0, 0.1, 0.16, 0.2, 0.32), 0.16, tuning._min_steps) == [0.0, 0.1, 0.2]
+    assert tuning._distinct((0.0, 0.1, 0.16, 0.2, 0.32), 0.16, min_event_frames) == [0.0, 0.1, 0.2]
     with pytest.raises(ValueError, match="seconds >= 0"):
         tune_postprocessing({f: FrameSet(p, HOP, dur[f]) for f, p in probs.items()}, ref, LABELS,
                             median_filter_s=(-0.1,))

@@ -39,6 +39,7 @@ __all__ = [
     "frames_to_events",
     "median_filter_frames",
     "median_window",
+    "min_event_frames",
     "read_events",
     "read_events_json",
     "read_events_tsv",
@@ -174,6 +175,15 @@ def median_window(seconds: float, frame_hop_s: float) -> int:
     return n + 1 if n > 1 and n % 2 == 0 else n
 
 
+def min_event_frames(seconds: float, frame_hop_s: float) -> int:
+    """The fewest frames an event needs to last ``seconds`` at ``frame_hop_s`` (the minimum-duration
+    rule of :func:`frames_to_events`: ``n * hop >= seconds``, to within a rounding epsilon)."""
+    n = max(0, math.ceil(seconds / frame_hop_s) - 1)
+    while n * frame_hop_s < seconds - _EPS:
+        n += 1
+    return n
+
+
 def median_filter_frames(active: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     """Median-filter each class of ``active [T, C]`` over time with its own window (frames; odd,
     ``<= 1`` means no filtering). Edges repeat the first/last frame."""
@@ -248,8 +258,9 @@ def frames_to_events(
                 merged[-1][1] = b
             else:
                 merged.append([a, b])
+        shortest = min_event_frames(min_dur[c], frame_hop_s)
         for a, b in merged:
-            if (b - a + 1) * frame_hop_s < min_dur[c] - _EPS:
+            if b - a + 1 < shortest:
                 continue
             on = offset_s + a * frame_hop_s
             off = offset_s + (b + 1) * frame_hop_s

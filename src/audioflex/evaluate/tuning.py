@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from audioflex.data.records import Event
-from audioflex.evaluate.events import PostProcessing, frames_to_events, median_window
+from audioflex.evaluate.events import PostProcessing, frames_to_events, median_window, min_event_frames
 
 __all__ = ["DEFAULT_MEDIAN_S", "DEFAULT_MIN_DURATION_S", "DEFAULT_THRESHOLDS", "FrameSet", "collar_counts",
            "tune_postprocessing"]
@@ -95,11 +95,6 @@ def _median_steps(seconds: float, hop_s: float) -> int:
     return max(1, median_window(seconds, hop_s))  # 0 and 1: no filter
 
 
-def _min_steps(seconds: float, hop_s: float) -> int:
-    """The shortest event (frames) that survives ``min_duration_s = seconds`` at ``hop_s``."""
-    return max(0, math.ceil(seconds / hop_s - 1e-6))
-
-
 def _distinct(values: Sequence[float], hop_s: float, steps: Any) -> list[float]:
     """The first of each group of ``values`` (seconds, >= 0) that ``steps(value, hop_s)`` maps to
     the same number of frames."""
@@ -146,7 +141,7 @@ def tune_postprocessing(
         raise ValueError(f"tune_postprocessing: files have different frame hops {sorted(hops)}")
     hop = hops.pop()
     combos = [(m, d) for m in _distinct(median_filter_s, hop, _median_steps)
-              for d in _distinct(min_duration_s, hop, _min_steps)]
+              for d in _distinct(min_duration_s, hop, min_event_frames)]
     # table[c][(m, d, t)] = (tp, n_ref, n_est), m and d in seconds
     table: list[dict[tuple[float, float, float], tuple[int, int, int]]] = [{} for _ in labels]
     for c, label in enumerate(labels):

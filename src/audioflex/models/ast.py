@@ -338,7 +338,7 @@ class ElasticAST(nn.Module):
             return out
         frames = self.forward_frames(tokens, coords, info, batch.grid_sizes)
         shifts = set(batch.frame_shift_ms or ())
-        hop = self.contract.frame_step_frames * shifts.pop() / 1000.0 if len(shifts) == 1 else None
+        hop = self.frame_step_frames * shifts.pop() / 1000.0 if len(shifts) == 1 else None
         return dataclasses.replace(out, frame_logits=frames, frame_hop_s=hop)
 
     def pool_hidden(
@@ -359,6 +359,11 @@ class ElasticAST(nn.Module):
         return PackedGraph(self)
 
     @property
+    def frame_step_frames(self) -> int:
+        """Front-end frames per frame-head step: ``patch_size / frame_substeps``."""
+        return self.patch_size // self.frame_substeps
+
+    @property
     def contract(self) -> ModelContract:
         """Packed clips of any length; one token column = ``patch_size`` frames; optional frame head."""
         table = int(self.pos_embed_time.shape[0])
@@ -370,7 +375,7 @@ class ElasticAST(nn.Module):
             input_frames=None,
             native_frames=table * self.patch_size,
             column_frames=self.patch_size,
-            frame_step_frames=self.patch_size // self.frame_substeps if self.has_frame_head else None,
+            frame_step_frames=self.frame_step_frames if self.has_frame_head else None,
             num_blocks=len(self.blocks),
         )
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from audioflex.audio.augment import mixup
 from audioflex.data.datasets.items import BadClip, clip_generator
-from audioflex.packing import PackedBatch, collate_packed
+from audioflex.packing import PackedBatch, collate_packed, grid_size
 
 
 @dataclasses.dataclass
@@ -146,7 +146,7 @@ class TrainCollator:
             )
             if has_frames:
                 cols = [gs[1] for gs in pb.grid_sizes]
-                if [max(1, -(-int(m["frames"]) // self.patch)) for m in metas] != cols:
+                if [grid_size(1, int(f), self.patch)[1] for f in frames] != cols:
                     raise RuntimeError(
                         "TrainCollator: frame targets do not match the packed columns (a clip was cropped in the "
                         "collator); give SpectrogramDataset the same max_tokens"
