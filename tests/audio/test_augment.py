@@ -67,6 +67,28 @@ def test_specaugment_shapes_and_masks_inside_valid_lengths() -> None:
             assert all(r <= 60 for r in _runs(t_mask[b]))
 
 
+def test_specaugment_clip_mean_fill_for_un_normalised_spectrograms() -> None:
+    """mask_value=None fills each masked cell with its clip's mean of that bin over the valid
+    frames (dB log-mel: 0 would be a loud stripe), never with 0, and padding stays as it was."""
+    aug = SpecAugment(freq_mask_param=6, time_mask_param=40, num_freq_masks=2, num_time_masks=2, mask_value=None)
+    spec = -50.0 + 10.0 * torch.randn(3, 16, 120, dtype=torch.float64)
+    spec[1, :, 80:] = -100.0  # the silence floor past clip 1's end
+    lengths = torch.tensor([120, 80, 30])
+    f_mask, t_mask = aug.masks(spec.shape, lengths, generator=gen(4))
+    out = aug(spec, lengths, generator=gen(4))
+    valid = torch.arange(120) < lengths[:, None]
+    mask = (f_mask[:, :, None] | t_mask[:, None, :]) & valid[:, None, :]
+    assert mask.any() and not (out == 0).any()
+    for b in range(3):
+        n = int(lengths[b])
+        means = spec[b, :, :n].mean(dim=1)  # computed before masking
+        for f in range(16):
+            cells = mask[b, f]
+            assert torch.allclose(out[b, f, cells], means[f].expand(int(cells.sum())), rtol=1e-12, atol=1e-12)
+    assert torch.equal(out[~mask], spec[~mask])  # unmasked cells and padding unchanged
+    assert "clip mean" in repr(aug)
+
+
 def test_specaugment_time_width_scales_with_frame_shift() -> None:
     aug = SpecAugment(time_mask_param=192, frame_shift_ms=10.0)  # ElasticAST: 192 frames at 10 ms
     assert int(aug.max_time_width()) == 192

@@ -1,5 +1,5 @@
 """The training data builders: background-noise recordings for ``augment.background_noise``, the
-``augment.speed`` check."""
+``augment.speed`` check, SpecAugment's fill per front end."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioflex.train.config import load_config
-from audioflex.train.data_builders import background_recordings, speed_range
+from audioflex.audio.frontend.kaldi import KaldiFbankConfig
+from audioflex.audio.frontend.logmel import LogMelConfig
+from audioflex.audio.frontend.passt import PasstMelConfig
+from audioflex.train.config import AugmentConfig, load_config
+from audioflex.train.data_builders import background_recordings, spec_augment, speed_range
 
 SR = 16000
 
@@ -55,3 +58,12 @@ def test_speed_range_is_checked_with_the_key_named(tmp_path: Path) -> None:
     for bad in ([1.1], [1.2, 0.9], [0, 1.0], [0.9, 1.0, 1.1]):
         with pytest.raises(ValueError, match=r"augment.speed: expected \[low, high\] speed factors"):
             speed_range(cfg(bad))
+
+
+def test_training_masks_fill_with_the_front_end_mean() -> None:
+    """The trainer's SpecAugment fills HTS-AT's dB log-mel with the clip mean and normalised front
+    ends (Kaldi fbank, PaSST) with 0."""
+    aug = AugmentConfig(freq_mask=8, time_mask=40)
+    assert spec_augment(aug, LogMelConfig()).mask_value is None
+    assert spec_augment(aug, KaldiFbankConfig()).mask_value == 0.0
+    assert spec_augment(aug, PasstMelConfig()).mask_value == 0.0

@@ -175,8 +175,9 @@ def clip_windows(cfg: TrainConfig, frontend: FrontendConfig, packed: bool) -> tu
     return {"clip_seconds": clip}, {"clip_seconds": clip}
 
 
-def spec_augment(aug: AugmentConfig) -> SpecAugment | None:
-    """SpecAugment of ``augment.*`` (None without frequency or time masks)."""
+def spec_augment(aug: AugmentConfig, frontend: FrontendConfig) -> SpecAugment | None:
+    """SpecAugment of ``augment.*`` (None without frequency or time masks), filling masks with
+    the front end's ``mask_value``."""
     if aug.freq_mask <= 0 and aug.time_mask <= 0:
         return None
     return SpecAugment(
@@ -185,6 +186,7 @@ def spec_augment(aug: AugmentConfig) -> SpecAugment | None:
         num_freq_masks=aug.num_freq_masks,
         num_time_masks=aug.num_time_masks,
         frame_shift_ms=10.0,
+        mask_value=frontend.mask_value,
     )
 
 
@@ -261,7 +263,7 @@ def train_dataset(
         waves,
         frontend,
         frame_shifts_ms=aug.frame_shifts_ms or None,
-        spec_augment=spec_augment(aug),
+        spec_augment=spec_augment(aug, frontend),
         random_crop_frames=cfg.data.random_crop_frames,
         max_tokens=cfg.data.max_tokens if packed else None,
         patch=patch,

@@ -34,6 +34,15 @@ def _stripe_mask(
     return inside.any(dim=1)
 
 
+def _bin_means(spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Each clip's mean of each frequency bin over its valid frames: ``[B, F, T]`` (+ ``[B, T]``
+    bool) -> ``[B, F, 1]``."""
+    if valid is None:
+        return spec.mean(dim=2, keepdim=True)
+    w = valid.unsqueeze(1).to(spec.dtype)
+    return (spec * w).sum(dim=2, keepdim=True) / w.sum(dim=2, keepdim=True).clamp(min=1)
+
+
 class SpecAugment(nn.Module):
     """SpecAugment frequency and time masking, per clip, inside each clip's valid frames.
 
@@ -41,7 +50,9 @@ class SpecAugment(nn.Module):
     at the reference ``frame_shift_ms``) or ``"ms"``; at another frame shift the maximum width in
     frames scales so the masked duration stays the same (ElasticAST: 192 frames at 10 ms -> 96
     frames at 20 ms). Widths are drawn uniformly in ``0..max``; masked cells get ``mask_value``
-    (0 = the mean of a normalised spectrogram).
+    (0 = the mean of a normalised spectrogram), or with ``mask_value=None`` each clip's own mean
+    of that frequency bin over its valid frames (for un-normalised dB spectrograms, where 0 would
+    be a loud broadband stripe; HTS-AT's reference masks after its BatchNorm, i.e. with the mean).
 
     Args:
         freq_mask_param: maximum frequency-mask width in bins (0: none).
@@ -49,7 +60,7 @@ class SpecAugment(nn.Module):
         num_freq_masks, num_time_masks: stripes per clip (HTS-AT: 2 and 2; AST/ElasticAST: 1 and 1).
         time_unit: ``"frames"`` or ``"ms"``.
         frame_shift_ms: the reference frame shift, and the default shift in ``forward``.
-        mask_value: fill value.
+        mask_value: fill value, or None for the clip's per-bin mean (see above).
     """
 
     def __init__(
@@ -61,7 +72,7 @@ class SpecAugment(nn.Module):
         num_time_masks: int = 1,
         time_unit: str = "frames",
         frame_shift_ms: float = 10.0,
-        mask_value: float = 0.0,
+        mask_value: float | None = 0.0,
     ) -> None:
         super().__init__()
         if time_unit not in ("frames", "ms"):
@@ -77,13 +88,14 @@ class SpecAugment(nn.Module):
         self.time_mask_ms = float(time_mask_param) * (
             self.frame_shift_ms if time_unit == "frames" else 1.0
         )
-        self.mask_value = float(mask_value)
+        self.mask_value = None if mask_value is None else float(mask_value)
 
     def extra_repr(self) -> str:
         return (
             f"freq_mask_param={self.freq_mask_param}, time_mask_ms={self.time_mask_ms:g}, "
             f"num_freq_masks={self.num_freq_masks}, num_time_masks={self.num_time_masks}, "
-            f"frame_shift_ms={self.frame_shift_ms:g}, mask_value={self.mask_value:g}"
+            f"frame_shift_ms={self.frame_shift_ms:g}, "
+            f"mask_value={'clip mean' if self.mask_value is None else format(self.mask_value, 'g')}"
         )
 
     def max_time_width(self, frame_shift_ms: float | torch.Tensor | None = None) -> torch.Tensor:
@@ -174,12 +186,15 @@ class SpecAugment(nn.Module):
             device=spec.device,
         )
         mask = f_mask.unsqueeze(2) | t_mask.unsqueeze(1)
+        valid = None
         if lengths is not None:
             valid = torch.arange(spec.shape[2], device=spec.device) < lengths.to(spec.device).view(
                 -1, 1
             )
             mask = mask & valid.unsqueeze(1)
-        return spec.masked_fill(mask, self.mask_value)
+        if self.mask_value is not None:
+            return spec.masked_fill(mask, self.mask_value)
+        return torch.where(mask, _bin_means(spec, valid), spec)
 
 
 __all__ = ["SpecAugment"]

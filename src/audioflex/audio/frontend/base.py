@@ -47,6 +47,12 @@ class FrontendConfig:
         raise NotImplementedError
 
     @property
+    def mask_value(self) -> float | None:
+        """SpecAugment's fill for this front end's output: 0 (the mean of a normalised
+        spectrogram), or None where the output is not normalised (each clip's per-bin mean)."""
+        return 0.0
+
+    @property
     def window_samples(self) -> int:
         """Samples of one analysis window (``win_length``, else ``n_fft``, else one hop)."""
         win = getattr(self, "win_length", None) or getattr(self, "n_fft", None)

@@ -96,6 +96,12 @@ class LogMelConfig(FrontendConfig):
         return self.floor_db
 
     @property
+    def mask_value(self) -> None:
+        """dB, not normalised (the model's ``bn0`` does that): SpecAugment fills with each clip's
+        per-bin mean, as the reference's masks after ``bn0`` do, not with 0 dB (a loud stripe)."""
+        return None
+
+    @property
     def floor_db(self) -> float:
         """The dB value of silence (``10 * log10(amin)``), also used for padded frames."""
         return 10.0 * math.log10(self.amin)
