@@ -61,9 +61,10 @@ def test_speed_range_is_checked_with_the_key_named(tmp_path: Path) -> None:
 
 
 def test_training_masks_fill_with_the_front_end_mean() -> None:
-    """The trainer's SpecAugment fills HTS-AT's dB log-mel with the clip mean and normalised front
-    ends (Kaldi fbank, PaSST) with 0."""
+    """The trainer's SpecAugment fills HTS-AT's dB log-mel and raw (un-normalised) Kaldi fbank
+    with the clip mean, and normalised front ends (Kaldi fbank, PaSST) with 0."""
     aug = AugmentConfig(freq_mask=8, time_mask=40)
     assert spec_augment(aug, LogMelConfig()).mask_value is None
     assert spec_augment(aug, KaldiFbankConfig()).mask_value == 0.0
+    assert spec_augment(aug, KaldiFbankConfig(normalize=False)).mask_value is None
     assert spec_augment(aug, PasstMelConfig()).mask_value == 0.0

@@ -130,6 +130,12 @@ class KaldiFbankConfig(FrontendConfig):
         return (0.0 - self.norm_mean) / (2 * self.norm_std) if self.normalize else 0.0
 
     @property
+    def mask_value(self) -> float | None:
+        """0 for the normalised output; raw log fbank (``normalize=False``, about -15..5) is not
+        centred, so SpecAugment fills with each clip's per-bin mean there."""
+        return 0.0 if self.normalize else None
+
+    @property
     def hop_s(self) -> float:
         """Seconds between consecutive frames."""
         return self.hop_length / self.sample_rate
